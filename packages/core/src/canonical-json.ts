@@ -1,0 +1,128 @@
+/** Deepest nesting {@link canonicalJson} accepts; deeper documents are not canonicalised. */
+export const MAX_JSON_DEPTH = 512;
+
+/**
+ * The canonical text of a JSON document: object members sorted by key (recursively, the last of
+ * duplicate keys winning, as `JSON.parse` does), arrays kept in order, insignificant white space
+ * dropped, strings re-encoded so that escapes do not matter (`"\u0041"` equals `"A"`).
+ *
+ * Numbers keep their exact text: `JSON.parse` would round `12345678901234567891` to the value of
+ * `12345678901234567890` and make two different payloads look the same.
+ *
+ * @returns the canonical text, or `null` when `text` is not valid JSON or nests deeper than
+ * {@link MAX_JSON_DEPTH}.
+ */
+export function canonicalJson(text: string): string | null {
+  const parser = new CanonicalParser(text);
+  try {
+    parser.skipSpace();
+    const out = parser.value(0);
+    parser.skipSpace();
+    return parser.pos === text.length ? out : null;
+  } catch (error) {
+    if (error === NOT_JSON) return null;
+    throw error;
+  }
+}
+
+const NOT_JSON = Symbol('not json');
+const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+// A JSON string with its escapes (raw control characters are not allowed in JSON strings), checked by
+// the regex and decoded by JSON.parse.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: excluding control characters is the point
+const STRING = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
+
+class CanonicalParser {
+  pos = 0;
+  constructor(private readonly text: string) {}
+
+  skipSpace(): void {
+    const { text } = this;
+    while (this.pos < text.length) {
+      const c = text.charCodeAt(this.pos);
+      if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return;
+      this.pos++;
+    }
+  }
+
+  value(depth: number): string {
+    if (depth > MAX_JSON_DEPTH) throw NOT_JSON;
+    const c = this.text[this.pos];
+    if (c === '{') return this.object(depth);
+    if (c === '[') return this.array(depth);
+    if (c === '"') return JSON.stringify(this.string());
+    for (const literal of ['true', 'false', 'null']) {
+      if (this.text.startsWith(literal, this.pos)) {
+        this.pos += literal.length;
+        return literal;
+      }
+    }
+    return this.match(NUMBER);
+  }
+
+  private string(): string {
+    return JSON.parse(this.match(STRING)) as string;
+  }
+
+  private match(pattern: RegExp): string {
+    pattern.lastIndex = this.pos;
+    const found = pattern.exec(this.text);
+    if (!found) throw NOT_JSON;
+    this.pos += found[0].length;
+    return found[0];
+  }
+
+  private expect(char: string): void {
+    if (this.text[this.pos] !== char) throw NOT_JSON;
+    this.pos++;
+  }
+
+  private object(depth: number): string {
+    this.pos++;
+    const members = new Map<string, string>();
+    this.skipSpace();
+    if (this.text[this.pos] === '}') {
+      this.pos++;
+      return '{}';
+    }
+    for (;;) {
+      this.skipSpace();
+      if (this.text[this.pos] !== '"') throw NOT_JSON;
+      const key = this.string();
+      this.skipSpace();
+      this.expect(':');
+      this.skipSpace();
+      members.delete(key);
+      members.set(key, this.value(depth + 1));
+      this.skipSpace();
+      if (this.text[this.pos] === '}') break;
+      this.expect(',');
+    }
+    this.pos++;
+    const keys = [...members.keys()].sort(compareCodeUnits);
+    return `{${keys.map((key) => `${JSON.stringify(key)}:${members.get(key)}`).join(',')}}`;
+  }
+
+  private array(depth: number): string {
+    this.pos++;
+    const items: string[] = [];
+    this.skipSpace();
+    if (this.text[this.pos] === ']') {
+      this.pos++;
+      return '[]';
+    }
+    for (;;) {
+      this.skipSpace();
+      items.push(this.value(depth + 1));
+      this.skipSpace();
+      if (this.text[this.pos] === ']') break;
+      this.expect(',');
+    }
+    this.pos++;
+    return `[${items.join(',')}]`;
+  }
+}
+
+function compareCodeUnits(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

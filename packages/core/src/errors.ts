@@ -1,0 +1,118 @@
+/** Every error idem reports, by code. */
+export type IdempotencyErrorCode =
+  /** The request needs an `Idempotency-Key` and has none. */
+  | 'key_missing'
+  /** The key is malformed: empty, too long, not visible ASCII, or badly quoted. */
+  | 'key_invalid'
+  /** The key was used before with a different payload. */
+  | 'key_mismatch'
+  /** Another request with this key is still running. */
+  | 'in_flight'
+  /** The store failed or timed out before the work ran. */
+  | 'store_unavailable'
+  /** The request body is larger than allowed. */
+  | 'request_too_large'
+  /** The original response was too large (or streamed) to be stored; it is not replayed. */
+  | 'response_not_stored'
+  /** A stored record could not be decoded. */
+  | 'record_corrupt'
+  /** The work's stored result could not be serialised or deserialised. */
+  | 'result_invalid';
+
+/** Extra facts some errors carry. */
+export interface IdempotencyErrorDetails {
+  /** Seconds after which a retry makes sense (`in_flight`, `store_unavailable`). */
+  retryAfterSeconds?: number;
+  /** The store involved, by name. */
+  store?: string;
+  /** The storage key involved (a hash, never the client's raw key). */
+  key?: string;
+  /** Why a response was not stored (`response_not_stored`). */
+  reason?: string;
+}
+
+/** The one error class idem throws. Check `code`; `cause` keeps the underlying error. */
+export class IdempotencyError extends Error {
+  override readonly name = 'IdempotencyError';
+  readonly code: IdempotencyErrorCode;
+  readonly details: IdempotencyErrorDetails;
+
+  constructor(
+    code: IdempotencyErrorCode,
+    message: string,
+    options: { cause?: unknown; details?: IdempotencyErrorDetails } = {},
+  ) {
+    super(`[idem] ${message}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options.details ?? {};
+  }
+}
+
+/** Whether `value` is an `IdempotencyError`, optionally with one of `codes`. */
+export function isIdempotencyError(
+  value: unknown,
+  ...codes: IdempotencyErrorCode[]
+): value is IdempotencyError {
+  return value instanceof IdempotencyError && (codes.length === 0 || codes.includes(value.code));
+}
+
+/** An RFC 9457 problem object. */
+export interface ProblemDetails {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: IdempotencyErrorCode;
+  [extension: string]: unknown;
+}
+
+const PROBLEM_BASE = 'https://idem.dev/problems/';
+
+const problems: Record<IdempotencyErrorCode, { status: number; title: string }> = {
+  key_missing: { status: 400, title: 'Idempotency-Key is missing' },
+  key_invalid: { status: 400, title: 'Idempotency-Key is invalid' },
+  key_mismatch: { status: 422, title: 'Idempotency-Key reused with a different request' },
+  in_flight: { status: 409, title: 'A request with this Idempotency-Key is in progress' },
+  store_unavailable: { status: 503, title: 'Idempotency store unavailable' },
+  request_too_large: { status: 413, title: 'Request body too large' },
+  response_not_stored: { status: 410, title: 'The original response was not stored' },
+  record_corrupt: { status: 500, title: 'Stored idempotency record is corrupt' },
+  result_invalid: { status: 500, title: 'Stored result is invalid' },
+};
+
+/** The HTTP status of an error code. */
+export function statusForCode(code: IdempotencyErrorCode): number {
+  return problems[code].status;
+}
+
+/** The stable problem `type` URI of an error code. */
+export function problemTypeForCode(code: IdempotencyErrorCode): string {
+  return PROBLEM_BASE + code.replaceAll('_', '-');
+}
+
+/**
+ * The HTTP answer for an error: status, RFC 9457 problem body and extra headers (`Retry-After`).
+ * Every binding uses this, so all frameworks answer alike.
+ */
+export function problemFor(error: IdempotencyError): {
+  status: number;
+  headers: Record<string, string>;
+  problem: ProblemDetails;
+} {
+  const { status, title } = problems[error.code];
+  const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
+  const problem: ProblemDetails = {
+    type: problemTypeForCode(error.code),
+    title,
+    status,
+    detail: error.message.replace(/^\[idem\] /, ''),
+    code: error.code,
+  };
+  const retryAfter = error.details.retryAfterSeconds;
+  if (retryAfter !== undefined) {
+    headers['retry-after'] = String(retryAfter);
+    problem['retryAfter'] = retryAfter;
+  }
+  if (error.details.reason !== undefined) problem['reason'] = error.details.reason;
+  return { status, headers, problem };
+}

@@ -1,0 +1,29 @@
+/** What the engine reports through `onEvent`, for metrics and logs. */
+export interface IdempotencyEvent {
+  /**
+   * - `execute`: the claim succeeded and the work runs (`takeover` when it replaced a failed or
+   *   lease-expired record is not distinguished: stores answer in one round trip).
+   * - `replay`: a completed record was returned.
+   * - `in_flight`: another holder's lease is live.
+   * - `mismatch`: the key was used with another fingerprint.
+   * - `store_error`: a store operation failed or timed out (`operation` says which; `failOpen` when the
+   *   work ran anyway because fail-open is on).
+   * - `lease_lost`: a write with our token was refused: another holder took over, the result was not
+   *   stored by us.
+   * - `complete_failed`: the work succeeded but storing its result failed after every retry.
+   */
+  type: 'execute' | 'replay' | 'in_flight' | 'mismatch' | 'store_error' | 'lease_lost' | 'complete_failed';
+  /** The storage key (a hash, never the raw client key). */
+  key: string;
+  /** The store's name. */
+  store: string;
+  /** The store operation involved, for `store_error` and `lease_lost`. */
+  operation?: 'acquire' | 'complete' | 'release' | 'extend';
+  /** The underlying error, for `store_error` and `complete_failed`. */
+  error?: unknown;
+  /** Set on `store_error` when fail-open let the work run without a claim. */
+  failOpen?: boolean;
+}
+
+/** Receives engine events. Exceptions thrown by it are swallowed: observing must not break requests. */
+export type EventListener = (event: IdempotencyEvent) => void;

@@ -1,0 +1,22 @@
+const encoder = new TextEncoder();
+
+/** SHA-256 of `data` (a string is hashed as UTF-8), as lower-case hex. Web Crypto: runs on every runtime. */
+export async function sha256Hex(data: string | Uint8Array): Promise<string> {
+  const bytes = typeof data === 'string' ? encoder.encode(data) : data;
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
+  let hex = '';
+  for (const byte of digest) hex += byte.toString(16).padStart(2, '0');
+  return hex;
+}
+
+/** Default prefix of storage keys. */
+export const DEFAULT_KEY_PREFIX = 'idem:';
+
+/**
+ * The key a store sees: `prefix + sha256(scope, key)`. The client's raw key never reaches a store, so
+ * there is no delimiter injection, the length is bounded and a store dump does not reveal keys. Scope and
+ * key are length-prefixed so that no two (scope, key) pairs hash the same input.
+ */
+export async function storageKey(key: string, scope = '', prefix = DEFAULT_KEY_PREFIX): Promise<string> {
+  return prefix + (await sha256Hex(`${scope.length}:${scope}\n${key}`));
+}

@@ -1,0 +1,88 @@
+import { canonicalJson } from './canonical-json.js';
+import { type EngineOptions, IdempotencyEngine } from './engine.js';
+import { IdempotencyError } from './errors.js';
+import { DEFAULT_KEY_PREFIX, sha256Hex, storageKey } from './hash.js';
+import type { StoredResponse } from './store.js';
+
+/** Turns a work's result into bytes to store and back. */
+export interface ResultSerializer<R> {
+  serialize(result: R): Uint8Array;
+  deserialize(bytes: Uint8Array): R;
+}
+
+/** Options of {@link idempotent}. */
+export interface IdempotentOptions<A extends unknown[], R> extends EngineOptions {
+  /** The idempotency key of a call, e.g. the message id of a queue job. */
+  key: (...args: A) => string;
+  /** Who is asking: the same key in two scopes is two operations. Default: one shared scope. */
+  scope?: (...args: A) => string;
+  /**
+   * What the call asks for; a repeat with the same key and a different fingerprint is refused with
+   * `key_mismatch`. Default: the arguments, as canonical JSON.
+   */
+  fingerprint?: (...args: A) => unknown;
+  /** How results are kept. Default: JSON (an `undefined` result is kept as an empty body). */
+  serializer?: ResultSerializer<R>;
+  /** Prefix of storage keys. Default `"idem:"`. */
+  prefix?: string;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** The default serializer: JSON text, with `undefined` as an empty body. */
+export const jsonSerializer: ResultSerializer<unknown> = {
+  serialize: (result) => (result === undefined ? new Uint8Array(0) : encoder.encode(JSON.stringify(result))),
+  deserialize: (bytes) => (bytes.length === 0 ? undefined : JSON.parse(decoder.decode(bytes))),
+};
+
+/**
+ * Wrap any async function (a queue consumer, a cron job, an outgoing payment call) so that it runs at
+ * most once per key: the first call runs it, every repeat gets the stored result back, concurrent
+ * repeats never run it twice, and a repeat with different arguments is refused (`key_mismatch`).
+ *
+ * A call that throws is not stored: the key is released and a repeat runs the function again.
+ *
+ * @throws IdempotencyError `in_flight` when another call with the key is running (unless `wait` is set),
+ *   `key_mismatch`, `store_unavailable`, `result_invalid`.
+ */
+export function idempotent<A extends unknown[], R>(
+  fn: (...args: A) => Promise<R>,
+  options: IdempotentOptions<A, R>,
+): (...args: A) => Promise<R> {
+  const engine = new IdempotencyEngine(options);
+  const serializer = (options.serializer ?? jsonSerializer) as ResultSerializer<R>;
+  const prefix = options.prefix ?? DEFAULT_KEY_PREFIX;
+
+  return async (...args: A): Promise<R> => {
+    const key = options.key(...args);
+    if (typeof key !== 'string' || key.length === 0) {
+      throw new IdempotencyError('key_invalid', 'idempotent(): options.key returned an empty key');
+    }
+    const subject = options.fingerprint ? options.fingerprint(...args) : args;
+    const canonical = canonicalJson(JSON.stringify(subject) ?? 'null');
+    const [storage, print] = await Promise.all([
+      storageKey(key, options.scope?.(...args) ?? '', prefix),
+      sha256Hex(`job\n${canonical ?? String(subject)}`),
+    ]);
+    const result = await engine.run(
+      { storageKey: storage, fingerprint: print },
+      () => fn(...args),
+      (value): StoredResponse => ({ status: 200, headers: [], body: serialize(serializer, value) }),
+    );
+    if (!result.replayed) return result.value;
+    try {
+      return serializer.deserialize(result.response.body);
+    } catch (cause) {
+      throw new IdempotencyError('result_invalid', 'the stored result could not be deserialised', { cause });
+    }
+  };
+}
+
+function serialize<R>(serializer: ResultSerializer<R>, value: R): Uint8Array {
+  try {
+    return serializer.serialize(value);
+  } catch (cause) {
+    throw new IdempotencyError('result_invalid', 'the result could not be serialised', { cause });
+  }
+}

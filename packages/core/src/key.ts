@@ -1,0 +1,68 @@
+import { IdempotencyError } from './errors.js';
+
+/** Options of {@link parseIdempotencyKey}. */
+export interface KeyOptions {
+  /** Longest accepted key, in characters, after unquoting. Default 255. */
+  maxKeyLength?: number;
+}
+
+export const DEFAULT_MAX_KEY_LENGTH = 255;
+
+const isVisibleAscii = (code: number) => code >= 0x21 && code <= 0x7e;
+
+/**
+ * Parse an `Idempotency-Key` header value. Accepts the structured-field string form of the IETF draft
+ * (`"abc"`, with `\"` and `\\` escapes) and the bare form most clients send (`abc`); both mean the key
+ * `abc`. The key must be 1..`maxKeyLength` visible ASCII characters.
+ *
+ * @throws IdempotencyError `key_missing` when the header is absent, `key_invalid` when malformed.
+ */
+export function parseIdempotencyKey(header: string | null | undefined, options: KeyOptions = {}): string {
+  const maxLength = options.maxKeyLength ?? DEFAULT_MAX_KEY_LENGTH;
+  if (header === null || header === undefined) {
+    throw new IdempotencyError('key_missing', 'the Idempotency-Key header is required for this request');
+  }
+  const value = header.trim();
+  if (value.length === 0) throw invalid('the key is empty');
+  // Anything longer than the longest quoted form of a valid key is refused before scanning it.
+  if (value.length > maxLength * 2 + 2) throw invalid(`the key is longer than ${maxLength} characters`);
+
+  let key: string;
+  if (value.startsWith('"') || value.endsWith('"')) {
+    key = unquote(value);
+  } else {
+    for (let i = 0; i < value.length; i++) {
+      if (!isVisibleAscii(value.charCodeAt(i))) throw invalid('the key must be visible ASCII characters');
+    }
+    key = value;
+  }
+  if (key.length === 0) throw invalid('the key is empty');
+  if (key.length > maxLength) throw invalid(`the key is longer than ${maxLength} characters`);
+  return key;
+}
+
+function unquote(value: string): string {
+  if (value.length < 2 || !value.startsWith('"') || !value.endsWith('"')) {
+    throw invalid('the key is half-quoted');
+  }
+  let key = '';
+  for (let i = 1; i < value.length - 1; i++) {
+    let code = value.charCodeAt(i);
+    if (code === 0x5c) {
+      i++;
+      code = value.charCodeAt(i);
+      if (i >= value.length - 1 || (code !== 0x22 && code !== 0x5c)) {
+        throw invalid('a quoted key may only escape " and \\');
+      }
+    } else if (code === 0x22) {
+      throw invalid('a quoted key contains an unescaped quote');
+    }
+    if (!isVisibleAscii(code)) throw invalid('the key must be visible ASCII characters');
+    key += String.fromCharCode(code);
+  }
+  return key;
+}
+
+function invalid(reason: string): IdempotencyError {
+  return new IdempotencyError('key_invalid', `invalid Idempotency-Key: ${reason}`);
+}
