@@ -19,6 +19,7 @@ export {
 export type { EventListener, IdempotencyEvent } from './events.js';
 export { type FingerprintInput, fingerprint, isJsonContentType } from './fingerprint.js';
 export { DEFAULT_KEY_PREFIX, sha256Hex, storageKey } from './hash.js';
+export * from './http/index.js';
 export { type IdempotentOptions, idempotent, jsonSerializer, type ResultSerializer } from './idempotent.js';
 export { DEFAULT_MAX_KEY_LENGTH, type KeyOptions, parseIdempotencyKey } from './key.js';
 export { type Outcome, type StateEvent, type Transition, transition } from './state-machine.js';

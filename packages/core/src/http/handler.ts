@@ -1,0 +1,176 @@
+import { type EngineOptions, IdempotencyEngine } from '../engine.js';
+import { IdempotencyError, isIdempotencyError, problemFor } from '../errors.js';
+import { fingerprint as fingerprintRequest } from '../fingerprint.js';
+import { DEFAULT_KEY_PREFIX, storageKey } from '../hash.js';
+import { parseIdempotencyKey } from '../key.js';
+import type { StoredResponse } from '../store.js';
+import { type StoredHeadersOptions, storedHeaderFilter } from './stored-headers.js';
+import type {
+  CapturedResponse,
+  HandleResult,
+  HttpRequest,
+  HttpResponse,
+  IdempotencyContext,
+} from './types.js';
+
+/** Options of the HTTP layer, shared by every binding. */
+export interface HttpIdempotencyOptions extends EngineOptions {
+  /** Methods idem applies to (upper-case). Default `['POST', 'PATCH']`; others pass through untouched. */
+  methods?: readonly string[];
+  /** Refuse requests without a key with `400` (default `true`); when `false`, they pass through untouched. */
+  required?: boolean;
+  /** The key header's name. Default `Idempotency-Key`. */
+  headerName?: string;
+  /** Longest accepted key. Default 255. */
+  maxKeyLength?: number;
+  /**
+   * Who is asking: the same key from two scopes is two operations, and a response is never replayed
+   * to another scope. Default: the `Authorization` header (hashed into the storage key). Set it to
+   * your tenant or user id.
+   */
+  scope?: (request: HttpRequest) => string | Promise<string>;
+  /** Request headers (names) that are part of the fingerprint, besides method, path and body. */
+  fingerprintHeaders?: readonly string[];
+  /** Replace the fingerprint entirely: what makes two requests with one key "the same request". */
+  fingerprint?: (request: HttpRequest, body: Uint8Array) => string | Promise<string>;
+  /** Request bodies above this many bytes get `413` before anything is claimed. Default 1 MiB. */
+  maxRequestBytes?: number;
+  /**
+   * Response bodies above this many bytes go to the client untouched but are not stored; the record
+   * completes without a body and a retry gets `410 response_not_stored`. Default 1 MiB.
+   */
+  maxResponseBytes?: number;
+  /** Which statuses are stored. Default 200-499; others (5xx) release the key so that a retry runs again. */
+  storeStatus?: (status: number) => boolean;
+  /** Which response headers are stored and replayed (Set-Cookie, hop-by-hop, Date, Content-Length never are). */
+  storedHeaders?: StoredHeadersOptions;
+  /** Prefix of storage keys. Default `"idem:"`. */
+  prefix?: string;
+}
+
+/** The HTTP layer bindings call: one instance per middleware/plugin. */
+export interface IdempotencyHandler {
+  /** The options in force, defaults applied. */
+  readonly maxRequestBytes: number;
+  readonly maxResponseBytes: number;
+  readonly engine: IdempotencyEngine;
+  /**
+   * Decide and, when the request is idem's to run, run the route through `run` (which resolves with
+   * the captured response, or rejects with the route's error after the record is released).
+   * Never throws an `IdempotencyError`: those become a `respond` result with a problem response.
+   */
+  handle(
+    request: HttpRequest,
+    run: (context: IdempotencyContext) => Promise<CapturedResponse>,
+  ): Promise<HandleResult>;
+  /** Whether idem covers this method at all (bindings may skip reading anything when not). */
+  covers(method: string): boolean;
+}
+
+const MiB = 1024 * 1024;
+const encoder = new TextEncoder();
+
+/** Build the HTTP layer. Bindings wrap this; it holds all of idem's HTTP semantics. */
+export function createIdempotencyHandler(options: HttpIdempotencyOptions): IdempotencyHandler {
+  const engine = new IdempotencyEngine(options);
+  const methods = new Set((options.methods ?? ['POST', 'PATCH']).map((method) => method.toUpperCase()));
+  const required = options.required ?? true;
+  const headerName = (options.headerName ?? 'Idempotency-Key').toLowerCase();
+  const keyOptions = { maxKeyLength: options.maxKeyLength ?? 255 };
+  const scopeOf = options.scope ?? ((request: HttpRequest) => request.header('authorization') ?? '');
+  const fingerprintHeaders = (options.fingerprintHeaders ?? []).map((name) => name.toLowerCase());
+  const maxRequestBytes = options.maxRequestBytes ?? MiB;
+  const maxResponseBytes = options.maxResponseBytes ?? MiB;
+  const storeStatus = options.storeStatus ?? ((status: number) => status >= 200 && status < 500);
+  const filterHeaders = storedHeaderFilter(options.storedHeaders);
+  const prefix = options.prefix ?? DEFAULT_KEY_PREFIX;
+
+  const covers = (method: string) => methods.has(method.toUpperCase());
+
+  const settle = (captured: CapturedResponse): StoredResponse | null => {
+    if (!storeStatus(captured.status)) return null;
+    const headers = filterHeaders(captured.headers);
+    if (captured.body === null || captured.body.length > maxResponseBytes) {
+      return {
+        status: captured.status,
+        headers,
+        body: new Uint8Array(0),
+        omitted: captured.omitted ?? 'too_large',
+      };
+    }
+    return { status: captured.status, headers, body: captured.body };
+  };
+
+  const fingerprintOf = (request: HttpRequest, body: Uint8Array) =>
+    options.fingerprint
+      ? options.fingerprint(request, body)
+      : fingerprintRequest({
+          method: request.method,
+          path: request.path,
+          body,
+          contentType: request.header('content-type'),
+          headers: fingerprintHeaders.map((name) => [name, request.header(name) ?? ''] as const),
+        });
+
+  async function handle(
+    request: HttpRequest,
+    run: (context: IdempotencyContext) => Promise<CapturedResponse>,
+  ): Promise<HandleResult> {
+    if (!covers(request.method)) return { action: 'next' };
+    let replay: StoredResponse | null = null;
+    try {
+      const header = request.header(headerName);
+      if ((header === null || header === undefined) && !required) return { action: 'next' };
+      const key = parseIdempotencyKey(header, keyOptions);
+      const declared = Number(request.header('content-length') ?? 0);
+      if (declared > maxRequestBytes) throw tooLarge(maxRequestBytes);
+      const body = await request.body(maxRequestBytes);
+      if (body.length > maxRequestBytes) throw tooLarge(maxRequestBytes);
+      const [scope, print] = await Promise.all([scopeOf(request), fingerprintOf(request, body)]);
+      const storage = await storageKey(key, scope, prefix);
+      const result = await engine.run(
+        { storageKey: storage, fingerprint: print },
+        (operation) => run({ key, storageKey: storage, fingerprint: print, operation }),
+        settle,
+      );
+      if (!result.replayed) return { action: 'done' };
+      replay = result.response;
+    } catch (error) {
+      if (isIdempotencyError(error))
+        return { action: 'respond', response: problemResponse(error), replayed: false };
+      throw error;
+    }
+    if (replay.omitted) {
+      const error = new IdempotencyError(
+        'response_not_stored',
+        `the original request succeeded with status ${replay.status}, but its response was not stored (${replay.omitted === 'streaming' ? 'it was streamed' : 'it was too large'}); it will not run again`,
+        { details: { reason: replay.omitted } },
+      );
+      return { action: 'respond', response: problemResponse(error), replayed: true };
+    }
+    return {
+      action: 'respond',
+      replayed: true,
+      response: {
+        status: replay.status,
+        headers: [
+          ...replay.headers.map(([name, value]) => [name, value] as [string, string]),
+          ['idempotent-replayed', 'true'],
+        ],
+        body: replay.body,
+      },
+    };
+  }
+
+  return { handle, covers, engine, maxRequestBytes, maxResponseBytes };
+}
+
+/** idem's own answer for an error: an RFC 9457 problem response. Never stored. */
+export function problemResponse(error: IdempotencyError): HttpResponse {
+  const { status, headers, problem } = problemFor(error);
+  return { status, headers: Object.entries(headers), body: encoder.encode(JSON.stringify(problem)) };
+}
+
+function tooLarge(limit: number): IdempotencyError {
+  return new IdempotencyError('request_too_large', `the request body is larger than ${limit} bytes`);
+}

@@ -1,0 +1,61 @@
+import type { Operation } from '../engine.js';
+import type { OmittedBody } from '../store.js';
+
+/** A request as the HTTP layer sees it, whatever the framework. Bindings build one per request. */
+export interface HttpRequest {
+  /** The method, any case. */
+  method: string;
+  /** Path and query string as the client sent them, e.g. `/orders?dry=1`. */
+  path: string;
+  /** A header's value by lower-case name (repeated headers joined with `, `), or null/undefined. */
+  header(name: string): string | null | undefined;
+  /**
+   * The body bytes, read at most once and only for requests idem covers. Implementations should stop
+   * reading past `limit` bytes and throw `IdempotencyError('request_too_large')`; the layer checks the
+   * length as well.
+   */
+  body(limit: number): Promise<Uint8Array>;
+}
+
+/** A complete response: what idem answers itself (replays, problems). */
+export interface HttpResponse {
+  status: number;
+  headers: Array<[string, string]>;
+  body: Uint8Array;
+}
+
+/** The route's response as the binding captured it while (or after) sending it. */
+export interface CapturedResponse {
+  status: number;
+  headers: ReadonlyArray<readonly [string, string]>;
+  /** The whole body, or `null` when the binding did not keep it (see `omitted`). */
+  body: Uint8Array | null;
+  /** Why the body was not kept: larger than `maxResponseBytes`, or a stream the binding did not buffer. */
+  omitted?: OmittedBody;
+}
+
+/** What the route handler can know about the idempotent operation it runs under. */
+export interface IdempotencyContext {
+  /** The client's key, unquoted. */
+  key: string;
+  /** The key the store sees (`prefix + hash(scope, key)`). */
+  storageKey: string;
+  /** The request's fingerprint. */
+  fingerprint: string;
+  /**
+   * The running operation (fencing token, lease signal, `markCompleted` for stores that complete inside
+   * the handler's own transaction). `claimed` is false when fail-open ran the handler without a claim.
+   */
+  operation: Operation;
+}
+
+/**
+ * What a binding does with a request:
+ * - `next`: idem does not cover it (method, or no key where keys are optional): run the route as usual.
+ * - `respond`: idem answers itself (a replay, or a problem such as 409/422/400/503): send `response`.
+ * - `done`: the route ran through `run`, and the binding already sent (or is sending) its response.
+ */
+export type HandleResult =
+  | { action: 'next' }
+  | { action: 'respond'; response: HttpResponse; replayed: boolean }
+  | { action: 'done' };
