@@ -1,0 +1,218 @@
+import { ensureOk } from './problem-error.js';
+import { prepareBody } from './replayable-body.js';
+import { recordRetryInfo } from './retry-info.js';
+import {
+  backoffDelay,
+  DEFAULT_IDEMPOTENT_METHODS,
+  DEFAULT_KEY_METHODS,
+  isRetryableStatus,
+  parseRetryAfter,
+} from './retry-policy.js';
+
+/** Anything with the shape of `fetch`: the global one, undici's, node-fetch, a test double. */
+export type FetchLike = (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
+
+/** What `onRetry` is told before each wait. */
+export interface RetryEvent {
+  /** The attempt that just failed (1 for the first). */
+  attempt: number;
+  /** How long the client waits before the next attempt, in ms. */
+  delayMs: number;
+  method: string;
+  url: string;
+  /** The key the next attempt carries again, or `undefined` for an unkeyed request. */
+  idempotencyKey: string | undefined;
+  /** The retryable response (`409`, `429`, `5xx`), when there was one; its body is discarded. */
+  response?: Response;
+  /** The network error or `TimeoutError` of the attempt, when it got no response. */
+  error?: unknown;
+}
+
+/** Options of {@link createIdempotentFetch}. */
+export interface IdempotentFetchOptions {
+  /** The fetch to wrap. Default: `globalThis.fetch`, looked up at call time. */
+  fetch?: FetchLike;
+  /** Methods that get a fresh `Idempotency-Key` when the caller set none. Default `['POST', 'PATCH']`. */
+  keyMethods?: readonly string[];
+  /**
+   * Methods retried without a key (idempotent by HTTP's definition). Default
+   * `['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']`; `[]` retries only keyed requests.
+   */
+  idempotentMethods?: readonly string[];
+  /** Makes the key of one logical call. Default `crypto.randomUUID()`. */
+  generateKey?: () => string;
+  /** Attempts per call, the first one included. Default 4. */
+  maxAttempts?: number;
+  /**
+   * Time budget of the whole call in ms, until the final response's headers: an attempt still waiting
+   * then is aborted with a `TimeoutError`, and no retry is made whose wait would end after it. Default 30 000.
+   */
+  deadlineMs?: number;
+  /** How long one attempt may wait for response headers, in ms; then it is aborted and retried. Default: none. */
+  attemptTimeoutMs?: number;
+  /** Backoff scale: the n-th retry waits a random time below `min(maxDelayMs, baseDelayMs * 2^(n-1))`. Default 250. */
+  baseDelayMs?: number;
+  /** Longest backoff wait, in ms (a `Retry-After` may ask for longer, within the deadline). Default 10 000. */
+  maxDelayMs?: number;
+  /** Buffer one-shot stream bodies so that they can be retried. Default `true`; `false` sends them once, never retried. */
+  bufferStreams?: boolean;
+  /** Largest stream body buffered, in bytes; a longer one fails with `request_too_large`. Default 10 MiB. */
+  maxBufferBytes?: number;
+  /** Reject with a `ProblemError` when the final response has status >= 400, instead of resolving with it. Default `false`. */
+  throwOnProblem?: boolean;
+  /** Called before each wait (logs, metrics). Errors it throws are ignored. */
+  onRetry?: (event: RetryEvent) => void;
+  /** Uniform random number in `[0, 1)` for the jitter. Default `Math.random`. */
+  random?: () => number;
+}
+
+/** The fetch-shaped function {@link createIdempotentFetch} returns. */
+export type IdempotentFetch = (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
+
+const KEY_HEADER = 'idempotency-key';
+
+/**
+ * Wrap a fetch so that it retries safely: a request of a key method gets one `Idempotency-Key` per
+ * call, the same on every retry; network errors, timeouts, `409` (keyed), `429` and `5xx` are retried
+ * with exponential backoff and full jitter, honouring `Retry-After`; every other response is returned at
+ * once. Resolves with the final response, like fetch (see `throwOnProblem` and `ensureOk` for errors).
+ */
+export function createIdempotentFetch(options: IdempotentFetchOptions = {}): IdempotentFetch {
+  const base: FetchLike = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  const keyMethods = new Set(options.keyMethods ?? DEFAULT_KEY_METHODS);
+  const idempotentMethods = new Set(options.idempotentMethods ?? DEFAULT_IDEMPOTENT_METHODS);
+  const generateKey = options.generateKey ?? (() => crypto.randomUUID());
+  const maxAttempts = options.maxAttempts ?? 4;
+  const deadlineMs = options.deadlineMs ?? 30_000;
+  const attemptTimeoutMs = options.attemptTimeoutMs ?? Number.POSITIVE_INFINITY;
+  const baseDelayMs = options.baseDelayMs ?? 250;
+  const maxDelayMs = options.maxDelayMs ?? 10_000;
+  const random = options.random ?? Math.random;
+  const bodyOptions = {
+    bufferStreams: options.bufferStreams ?? true,
+    maxBufferBytes: options.maxBufferBytes ?? 10 * 1024 * 1024,
+  };
+  if (!(maxAttempts >= 1)) throw new TypeError('[idem] [fetch] maxAttempts must be at least 1');
+
+  return async function idempotentFetch(input, init) {
+    const deadline = Date.now() + deadlineMs;
+    // A Request is the template of every attempt; its body, a stream, is read once like any stream.
+    const template = input instanceof Request ? (init ? new Request(input, init) : input) : undefined;
+    const signal = init?.signal ?? template?.signal ?? undefined;
+    signal?.throwIfAborted();
+    const method = (template?.method ?? init?.method ?? 'GET').toUpperCase();
+    const url = template?.url ?? String(input);
+    const headers = new Headers(template ? template.headers : init?.headers);
+    const prepared = await prepareBody(template ? template.body : init?.body, bodyOptions);
+    if (prepared.contentType && !headers.has('content-type'))
+      headers.set('content-type', prepared.contentType);
+    if (!headers.has(KEY_HEADER) && keyMethods.has(method)) headers.set(KEY_HEADER, generateKey());
+    const idempotencyKey = headers.get(KEY_HEADER) ?? undefined;
+    const retries = prepared.replayable && (idempotencyKey !== undefined || idempotentMethods.has(method));
+
+    const send = (attemptSignal: AbortSignal): Promise<Response> => {
+      // A Request's unbuffered stream stays in the template, which hands it on once.
+      const body =
+        prepared.body === null || (template && !prepared.replayable) ? {} : { body: prepared.body };
+      // Node's fetch insists on `duplex` for a stream body; it is not in TypeScript's RequestInit yet.
+      const duplex = prepared.replayable ? {} : ({ duplex: 'half' } as RequestInit);
+      const attemptInit: RequestInit = { headers, signal: attemptSignal, ...body, ...duplex };
+      return template ? base(new Request(template, attemptInit)) : base(input, { ...init, ...attemptInit });
+    };
+
+    for (let attempt = 1; ; attempt++) {
+      const timer = startAttemptTimer(signal, Math.min(attemptTimeoutMs, deadline - Date.now()));
+      let response: Response | undefined;
+      let error: unknown;
+      try {
+        response = await send(timer.signal);
+      } catch (thrown) {
+        if (signal?.aborted) throw signal.reason;
+        error = timer.timedOut() ? timer.signal.reason : thrown;
+      } finally {
+        timer.clear();
+      }
+      const info = { attempts: attempt, idempotencyKey };
+      const retryAfter = response ? parseRetryAfter(response.headers.get('retry-after')) : undefined;
+      const delayMs = retryAfter ?? backoffDelay(attempt, baseDelayMs, maxDelayMs, random());
+      const again =
+        retries &&
+        attempt < maxAttempts &&
+        (response === undefined || isRetryableStatus(response.status, idempotencyKey !== undefined)) &&
+        Date.now() + delayMs < deadline;
+
+      if (!again && response) {
+        const replayed = response.headers.get('idempotent-replayed') === 'true';
+        recordRetryInfo(response, { ...info, replayed });
+        if (!options.throwOnProblem) return response;
+        return ensureOk(response).catch((problem: unknown) => {
+          recordRetryInfo(problem, { ...info, replayed });
+          throw problem;
+        });
+      }
+      if (!again) {
+        recordRetryInfo(error, { ...info, replayed: false });
+        throw error;
+      }
+      // Frees the connection of a response nobody will read.
+      response?.body?.cancel().catch(() => {});
+      try {
+        const event = { attempt, delayMs, method, url, idempotencyKey };
+        options.onRetry?.(response ? { ...event, response } : { ...event, error });
+      } catch {
+        // a logging hook must not change what the request does
+      }
+      await sleep(delayMs, signal);
+    }
+  };
+}
+
+/** `createIdempotentFetch()` over the global fetch, with the default options. */
+export const idempotentFetch: IdempotentFetch = createIdempotentFetch();
+
+/** A signal for one attempt: aborted by the caller's signal, or by the timeout (then with a `TimeoutError`). */
+function startAttemptTimer(caller: AbortSignal | undefined, timeoutMs: number) {
+  const timeout = new AbortController();
+  const id = Number.isFinite(timeoutMs)
+    ? setTimeout(
+        () =>
+          timeout.abort(
+            new DOMException(`[idem] [fetch] no response within ${timeoutMs} ms`, 'TimeoutError'),
+          ),
+        Math.max(0, timeoutMs),
+      )
+    : undefined;
+  return {
+    // Still linked to the caller's signal after the timer is cleared, so aborting also stops the body read.
+    signal: caller ? anySignal(caller, timeout.signal) : timeout.signal,
+    timedOut: () => timeout.signal.aborted,
+    clear: () => clearTimeout(id),
+  };
+}
+
+function anySignal(a: AbortSignal, b: AbortSignal): AbortSignal {
+  if (typeof AbortSignal.any === 'function') return AbortSignal.any([a, b]);
+  // Node 20.0-20.2 lack AbortSignal.any.
+  const controller = new AbortController();
+  const abort = (from: AbortSignal) => () => controller.abort(from.reason);
+  if (a.aborted || b.aborted) controller.abort((a.aborted ? a : b).reason);
+  a.addEventListener('abort', abort(a), { once: true });
+  b.addEventListener('abort', abort(b), { once: true });
+  return controller.signal;
+}
+
+/** Wait `ms`, or reject at once with the signal's reason when it aborts. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(id);
+      reject(signal?.reason);
+    };
+    const id = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
