@@ -1,0 +1,10 @@
+export { nodeTestServer } from './node-server.js';
+export { type HttpBindingTestOptions, type SuiteCases, testHttpBinding } from './suite.js';
+export {
+  bigBody,
+  createTestApp,
+  STREAM_EVENTS,
+  type TestApp,
+  type TestRoute,
+  type TestServer,
+} from './test-app.js';
