@@ -1,0 +1,4 @@
+import { testHttpBinding } from '@idem/http-test-suite';
+import { startSuiteServer } from './suite-routes.js';
+
+testHttpBinding({ name: 'fastify', start: startSuiteServer });

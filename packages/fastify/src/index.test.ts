@@ -1,0 +1,306 @@
+import { Readable } from 'node:stream';
+import type { Store } from '@idem/core';
+import { memoryStore } from '@idem/memory';
+import Fastify, { type FastifyInstance, type InjectOptions } from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type FastifyIdempotencyOptions, idempotency } from './index.js';
+
+const apps: FastifyInstance[] = [];
+afterEach(async () => {
+  await Promise.all(apps.splice(0).map((app) => app.close()));
+});
+
+let counter = 0;
+const newKey = () => `key-${Date.now()}-${++counter}`;
+
+/** A Fastify app with the plugin registered; `routes` adds routes after it, counting runs in `runs`. */
+async function build(
+  options: Partial<FastifyIdempotencyOptions>,
+  routes: (app: FastifyInstance, runs: Map<string, number>) => void,
+) {
+  const app = Fastify();
+  apps.push(app);
+  const runs = new Map<string, number>();
+  await app.register(idempotency, { store: memoryStore(), ...options });
+  routes(app, runs);
+  await app.ready();
+  const count = (name: string) => {
+    const n = (runs.get(name) ?? 0) + 1;
+    runs.set(name, n);
+    return n;
+  };
+  return { app, runs, count };
+}
+
+function post(app: FastifyInstance, url: string, key?: string, extra: Partial<InjectOptions> = {}) {
+  const headers = { ...(key === undefined ? {} : { 'idempotency-key': key }), ...(extra.headers ?? {}) };
+  return app.inject({ method: 'POST', url, payload: { a: 1 }, ...extra, headers });
+}
+
+describe('per-route config', () => {
+  it('leaves a route with `idempotency: false` alone: no key needed, runs every time', async () => {
+    let runs = 0;
+    const { app } = await build({}, (app) => {
+      app.post('/free', { config: { idempotency: false } }, async () => ({ run: ++runs }));
+    });
+    expect((await post(app, '/free')).json()).toEqual({ run: 1 });
+    const key = newKey();
+    await post(app, '/free', key);
+    const again = await post(app, '/free', key);
+    expect(again.headers['idempotent-replayed']).toBeUndefined();
+    expect(runs).toBe(3);
+  });
+
+  it('overrides the plugin options per route (required, methods)', async () => {
+    let runs = 0;
+    const { app } = await build({}, (app) => {
+      app.post('/optional', { config: { idempotency: { required: false } } }, async () => ({ run: ++runs }));
+      app.post('/strict', async () => ({ run: ++runs }));
+      app.put('/put', { config: { idempotency: { methods: ['PUT'] } } }, async () => ({ run: ++runs }));
+      app.put('/put-default', async () => ({ run: ++runs }));
+    });
+    expect((await post(app, '/optional')).statusCode).toBe(200);
+    expect((await post(app, '/strict')).statusCode).toBe(400);
+    expect((await app.inject({ method: 'PUT', url: '/put' })).statusCode).toBe(400);
+    expect((await app.inject({ method: 'PUT', url: '/put-default' })).statusCode).toBe(200);
+
+    const key = newKey();
+    const first = await app.inject({ method: 'PUT', url: '/put', headers: { 'idempotency-key': key } });
+    const replay = await app.inject({ method: 'PUT', url: '/put', headers: { 'idempotency-key': key } });
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    expect(replay.body).toBe(first.body);
+  });
+
+  it('with global: false, covers only the routes that opt in', async () => {
+    const { app } = await build({ global: false }, (app) => {
+      app.post('/plain', async () => ({ ok: true }));
+      app.post('/opted', { config: { idempotency: true } }, async () => ({ ok: true }));
+    });
+    expect((await post(app, '/plain')).statusCode).toBe(200);
+    expect((await post(app, '/opted')).json()).toMatchObject({ code: 'key_missing' });
+  });
+});
+
+describe('responses', () => {
+  it('replays reply.send(Buffer) byte-exact with its content type', async () => {
+    const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => 255 - i));
+    const { app, count } = await build({}, (app) => {
+      app.post('/bytes', (_request, reply) => {
+        count('bytes');
+        reply.header('content-type', 'image/png').send(bytes);
+      });
+    });
+    const key = newKey();
+    const first = await post(app, '/bytes', key);
+    const replay = await post(app, '/bytes', key);
+    expect(Buffer.compare(first.rawPayload, bytes)).toBe(0);
+    expect(Buffer.compare(replay.rawPayload, bytes)).toBe(0);
+    expect(replay.headers['content-type']).toBe('image/png');
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+  });
+
+  it('replays async return values, reply.send in sync handlers and in async handlers alike', async () => {
+    const { app, runs, count } = await build({}, (app) => {
+      app.post('/returned', async (_request, reply) => {
+        reply.code(201);
+        return { n: count('returned') };
+      });
+      app.post('/sent-sync', (_request, reply) => {
+        reply.code(202).send({ n: count('sent-sync') });
+      });
+      app.post('/sent-async', async (_request, reply) => {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        reply
+          .code(200)
+          .type('text/plain')
+          .send(`n=${count('sent-async')}`);
+        return reply;
+      });
+    });
+    for (const [url, status] of [
+      ['/returned', 201],
+      ['/sent-sync', 202],
+      ['/sent-async', 200],
+    ] as const) {
+      const key = newKey();
+      const first = await post(app, url, key);
+      const replay = await post(app, url, key);
+      expect(first.statusCode).toBe(status);
+      expect(replay.statusCode).toBe(status);
+      expect(replay.body).toBe(first.body);
+      expect(replay.headers['content-type']).toBe(first.headers['content-type']);
+      expect(replay.headers['idempotent-replayed']).toBe('true');
+      expect(runs.get(url.slice(1))).toBe(1);
+    }
+  });
+
+  it('passes a stream payload through untouched and answers 410 (streaming) to a retry', async () => {
+    const { app, count } = await build({}, (app) => {
+      app.post('/export', (_request, reply) => {
+        count('export');
+        reply.type('text/csv').send(Readable.from(['id,total\n', '1,10\n', '2,20\n']));
+      });
+    });
+    const key = newKey();
+    const first = await post(app, '/export', key);
+    expect(first.statusCode).toBe(200);
+    expect(first.body).toBe('id,total\n1,10\n2,20\n');
+    const retry = await post(app, '/export', key);
+    expect(retry.statusCode).toBe(410);
+    expect(retry.json()).toMatchObject({ code: 'response_not_stored', reason: 'streaming' });
+  });
+
+  it('records a hijacked reply as run (its body unknown): a retry gets 410, the route never runs twice', async () => {
+    const { app, runs, count } = await build({}, (app) => {
+      app.post('/raw', (_request, reply) => {
+        count('raw');
+        reply.hijack();
+        reply.raw.writeHead(200, { 'content-type': 'text/plain' });
+        reply.raw.end('raw');
+      });
+    });
+    const key = newKey();
+    expect((await post(app, '/raw', key)).body).toBe('raw');
+    const retry = await post(app, '/raw', key);
+    expect(retry.statusCode).toBe(410);
+    expect(runs.get('raw')).toBe(1);
+  });
+
+  it('holds the response until the record is completed, so an immediate retry is a replay', async () => {
+    const inner = memoryStore();
+    // A slow `complete`: without the wait, the retry would find the record in flight (409).
+    const store: Store = {
+      ...inner,
+      name: 'slow-complete',
+      acquire: (key, claim) => inner.acquire(key, claim),
+      release: (key, token, ttl) => inner.release(key, token, ttl),
+      extend: (key, token, lease) => inner.extend(key, token, lease),
+      get: (key) => inner.get(key),
+      delete: (key) => inner.delete(key),
+      complete: async (key, token, response, ttl) => {
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        return inner.complete(key, token, response, ttl);
+      },
+    };
+    const { app, runs, count } = await build({ store }, (app) => {
+      app.post('/orders', async () => ({ n: count('orders') }));
+    });
+    const key = newKey();
+    const first = await post(app, '/orders', key);
+    const retry = await post(app, '/orders', key);
+    expect(retry.statusCode, retry.body).toBe(200);
+    expect(retry.headers['idempotent-replayed']).toBe('true');
+    expect(retry.body).toBe(first.body);
+    expect(runs.get('orders')).toBe(1);
+  });
+});
+
+describe('errors and hooks', () => {
+  it('releases the key when the route throws, even a 4xx error: a retry runs again', async () => {
+    const { app, runs, count } = await build({}, (app) => {
+      app.post('/reject', async () => {
+        count('reject');
+        throw Object.assign(new Error('not yet'), { statusCode: 409 });
+      });
+    });
+    const key = newKey();
+    expect((await post(app, '/reject', key)).statusCode).toBe(409);
+    const retry = await post(app, '/reject', key);
+    expect(retry.statusCode).toBe(409);
+    expect(retry.json()).toMatchObject({ message: 'not yet' });
+    expect(runs.get('reject')).toBe(2);
+  });
+
+  it('claims nothing for a request Fastify refuses before the handler (schema validation)', async () => {
+    const { app, count } = await build({}, (app) => {
+      app.post(
+        '/orders',
+        {
+          schema: { body: { type: 'object', required: ['item'], properties: { item: { type: 'string' } } } },
+        },
+        async (request) => ({ n: count('orders'), body: request.body }),
+      );
+    });
+    const key = newKey();
+    expect((await post(app, '/orders', key, { payload: { nope: 1 } })).statusCode).toBe(400);
+    // Another body with the same key is not a mismatch: the invalid request never claimed the key.
+    const valid = await post(app, '/orders', key, { payload: { item: 'book' } });
+    expect(valid.statusCode).toBe(200);
+    expect(valid.json()).toEqual({ n: 1, body: { item: 'book' } });
+  });
+
+  it("runs after the route's own preHandler hooks, whose replies claim nothing; scope sees what they set", async () => {
+    const { app, runs, count } = await build(
+      { scope: (request) => request.headers['x-tenant'] as string },
+      (app) => {
+        app.post(
+          '/orders',
+          {
+            preHandler: async (request, reply) => {
+              if (!request.headers['x-tenant']) return reply.code(401).send({ error: 'who are you' });
+            },
+          },
+          async (request) => ({ n: count('orders'), tenant: request.headers['x-tenant'] }),
+        );
+      },
+    );
+    const key = newKey();
+    expect((await post(app, '/orders', key)).statusCode).toBe(401);
+    const a = await post(app, '/orders', key, { headers: { 'x-tenant': 'a' } });
+    const b = await post(app, '/orders', key, { headers: { 'x-tenant': 'b' } });
+    expect(a.json()).toEqual({ n: 1, tenant: 'a' });
+    expect(b.json()).toEqual({ n: 2, tenant: 'b' });
+    expect((await post(app, '/orders', key, { headers: { 'x-tenant': 'a' } })).body).toBe(a.body);
+    expect(runs.get('orders')).toBe(2);
+  });
+
+  it('sends replays through the other onSend hooks without running the route again', async () => {
+    const { app, runs, count } = await build({}, (app) => {
+      // Slow on purpose: the response is not finished when idem's preHandler has replied.
+      app.addHook('onSend', async (_request, reply, payload) => {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        reply.header('x-served-by', 'node-1');
+        return payload;
+      });
+      app.post('/orders', async () => ({ n: count('orders') }));
+    });
+    const key = newKey();
+    await post(app, '/orders', key);
+    const replay = await post(app, '/orders', key);
+    expect(replay.headers['x-served-by']).toBe('node-1');
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    expect(runs.get('orders')).toBe(1);
+  });
+
+  it('fingerprints the raw body even when a parser hands the handler the stream unread', async () => {
+    const { app, count } = await build({}, (app) => {
+      app.addContentTypeParser('text/csv', (_request, payload, done) => done(null, payload));
+      app.post('/import', async (request) => {
+        let text = '';
+        for await (const chunk of request.body as Readable) text += chunk;
+        return { n: count('import'), text };
+      });
+    });
+    const key = newKey();
+    const csv = { headers: { 'content-type': 'text/csv' } };
+    const first = await post(app, '/import', key, { ...csv, payload: 'a,b\n1,2\n' });
+    expect(first.json()).toEqual({ n: 1, text: 'a,b\n1,2\n' });
+    expect((await post(app, '/import', key, { ...csv, payload: 'a,b\n1,2\n' })).body).toBe(first.body);
+    expect((await post(app, '/import', key, { ...csv, payload: 'a,b\n9,9\n' })).statusCode).toBe(422);
+  });
+
+  it('gives handlers request.idempotency, and null where idem does not cover the request', async () => {
+    const { app } = await build({}, (app) => {
+      app.post('/context', async (request) => ({ key: request.idempotency?.key ?? null }));
+      app.get('/context', async (request) => ({ context: request.idempotency }));
+    });
+    expect((await post(app, '/context', '"abc"')).json()).toEqual({ key: 'abc' });
+    expect((await app.inject({ method: 'GET', url: '/context' })).json()).toEqual({ context: null });
+  });
+
+  it('fails to register without a store', async () => {
+    const app = Fastify();
+    app.register(idempotency, {} as FastifyIdempotencyOptions);
+    await expect(app.ready()).rejects.toThrow(/store is required/);
+  });
+});

@@ -1,0 +1,43 @@
+import type { IdempotencyContext } from '@idem/core';
+import { memoryStore } from '@idem/memory';
+import Fastify, { type FastifyContextConfig, type FastifyRequest } from 'fastify';
+import { describe, expectTypeOf, it } from 'vitest';
+import { type FastifyIdempotencyOptions, idempotency, type RouteIdempotencyConfig } from './index.js';
+
+// Checked by `tsc --noEmit` (the package's typecheck); at run time these assertions do nothing.
+describe('types', () => {
+  it('types request.idempotency for handlers and hooks', async () => {
+    const app = Fastify();
+    await app.register(idempotency, { store: memoryStore() });
+    app.post('/orders', async (request) => {
+      expectTypeOf(request.idempotency).toEqualTypeOf<IdempotencyContext | null>();
+      return { key: request.idempotency?.key };
+    });
+    app.addHook('preHandler', async (request) => {
+      expectTypeOf(request.idempotency?.operation.signal).toEqualTypeOf<AbortSignal | undefined>();
+    });
+    await app.close();
+  });
+
+  it('types the route config', () => {
+    expectTypeOf<FastifyContextConfig['idempotency']>().toEqualTypeOf<RouteIdempotencyConfig | undefined>();
+    const app = Fastify();
+    app.post('/free', { config: { idempotency: false } }, async () => 'ok');
+    app.post(
+      '/optional',
+      { config: { idempotency: { required: false, methods: ['POST'] } } },
+      async () => 'ok',
+    );
+    // @ts-expect-error `required` is a boolean
+    app.post('/bad', { config: { idempotency: { required: 'no' } } }, async () => 'ok');
+  });
+
+  it('types the plugin options, with scope over Fastify requests', () => {
+    expectTypeOf<FastifyIdempotencyOptions['scope']>().toEqualTypeOf<
+      ((request: FastifyRequest) => string | Promise<string>) | undefined
+    >();
+    const app = Fastify();
+    // @ts-expect-error `store` is required
+    app.register(idempotency, { required: false });
+  });
+});
