@@ -1,7 +1,26 @@
 const encoder = new TextEncoder();
 
-/** SHA-256 of `data` (a string is hashed as UTF-8), as lower-case hex. Web Crypto: runs on every runtime. */
+interface SyncHash {
+  update(data: string | Uint8Array): SyncHash;
+  digest(encoding: 'hex'): string;
+}
+
+// Web Crypto's digest is asynchronous (a thread-pool round trip in Node: tens of microseconds, twice per
+// request). Where the runtime offers Node's synchronous hash as a built-in module (Node 20.16+, Bun,
+// Deno), use it; this is a runtime lookup, not an import, so edge runtimes keep using Web Crypto.
+const builtinCrypto = (
+  globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }
+).process?.getBuiltinModule?.('node:crypto') as { createHash?: (algorithm: string) => SyncHash } | undefined;
+const createHash = typeof builtinCrypto?.createHash === 'function' ? builtinCrypto.createHash : null;
+
+/** SHA-256 of `data` (a string is hashed as UTF-8), as lower-case hex. Runs on every runtime. */
 export async function sha256Hex(data: string | Uint8Array): Promise<string> {
+  if (createHash) return createHash('sha256').update(data).digest('hex');
+  return webCryptoSha256Hex(data);
+}
+
+/** SHA-256 through Web Crypto (exported for tests, so both paths are checked). */
+export async function webCryptoSha256Hex(data: string | Uint8Array): Promise<string> {
   const bytes = typeof data === 'string' ? encoder.encode(data) : data;
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
   let hex = '';

@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { sha256Hex, storageKey, webCryptoSha256Hex } from './hash.js';
+
+describe('sha256Hex', () => {
+  const vectors: Array<[string, string]> = [
+    ['', 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'],
+    ['abc', 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad'],
+    ['caf\u00e9 \u{1F600}', ''],
+  ];
+
+  it.each(vectors.slice(0, 2))('hashes %j to the standard digest on both paths', async (input, digest) => {
+    expect(await sha256Hex(input)).toBe(digest);
+    expect(await webCryptoSha256Hex(input)).toBe(digest);
+  });
+
+  it('agrees between the built-in and the Web Crypto path for strings and bytes', async () => {
+    const bytes = Uint8Array.from({ length: 300 }, (_, i) => (i * 31) & 0xff);
+    expect(await sha256Hex(bytes)).toBe(await webCryptoSha256Hex(bytes));
+    expect(await sha256Hex(vectors[2]![0])).toBe(await webCryptoSha256Hex(vectors[2]![0]));
+  });
+});
+
+describe('storageKey', () => {
+  it('is the prefix plus a hash, never the raw key', async () => {
+    const key = await storageKey('order-1', 'tenant-a');
+    expect(key).toMatch(/^idem:[0-9a-f]{64}$/);
+    expect(key).not.toContain('order-1');
+    expect(await storageKey('order-1', 'tenant-a', 'x:')).toMatch(/^x:[0-9a-f]{64}$/);
+  });
+
+  it('separates scopes and keys without ambiguity', async () => {
+    expect(await storageKey('k', 'a')).not.toBe(await storageKey('k', 'b'));
+    // Without length-prefixing, ("ab", "c") and ("a", "bc") could collide.
+    expect(await storageKey('c', 'ab')).not.toBe(await storageKey('bc', 'a'));
+    expect(await storageKey('k', '')).toBe(await storageKey('k'));
+  });
+});
