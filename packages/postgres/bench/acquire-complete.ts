@@ -1,0 +1,85 @@
+/**
+ * Median time per call of the store's acquire and complete against a local PostgreSQL, one call at a
+ * time over one connection (client-measured: network round trip + parse/plan + execution).
+ *
+ *   npx tsx bench/acquire-complete.ts            # 5000 calls each (after 500 warm-up calls)
+ *   BENCH_CALLS=20000 npx tsx bench/acquire-complete.ts
+ *
+ * Uses IDEM_PG_URL or postgres://postgres@127.0.0.1:5432/test, in a schema of its own that it drops.
+ */
+import { performance } from 'node:perf_hooks';
+import type { StoredResponse } from '@idem/core';
+import { postgresUrl } from '@idem/test-services';
+import pg from 'pg';
+import { postgresStore, quoteIdentifier } from '../src/index.js';
+
+const calls = Number(process.env['BENCH_CALLS'] ?? 5_000);
+const warmup = 500;
+const response: StoredResponse = {
+  status: 201,
+  headers: [
+    ['content-type', 'application/json'],
+    ['location', '/orders/123'],
+    ['x-request-id', 'f3a9c2d1'],
+  ],
+  body: new TextEncoder().encode(JSON.stringify({ id: 123, status: 'created', items: [1, 2, 3] })),
+};
+
+function summary(name: string, samples: number[]): string {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  const us = (ms: number) => `${(ms * 1000).toFixed(0).padStart(5)} µs`;
+  return `${name.padEnd(22)} n=${samples.length}  median ${us(at(0.5))}  p90 ${us(at(0.9))}  p99 ${us(at(0.99))}`;
+}
+
+async function time(samples: number[], fn: () => Promise<unknown>): Promise<void> {
+  const start = performance.now();
+  await fn();
+  samples.push(performance.now() - start);
+}
+
+const url = await postgresUrl();
+const pool = new pg.Pool({ connectionString: url, max: 1 });
+pool.on('error', () => {});
+const schema = `idem_bench_${Date.now().toString(36)}`;
+const store = postgresStore({ pool, schema });
+try {
+  await store.migrate();
+  const version = (await pool.query('SHOW server_version')).rows[0].server_version;
+  const run = async (label: string, count: number, record: boolean) => {
+    const acquire: number[] = [];
+    const complete: number[] = [];
+    const replay: number[] = [];
+    const keys = Array.from({ length: count }, (_, i) => `idem:${label}:${i}:${crypto.randomUUID()}`);
+    const tokens = keys.map(() => crypto.randomUUID());
+    for (const [i, key] of keys.entries()) {
+      await time(acquire, () =>
+        store.acquire(key, { fingerprint: 'fp', token: tokens[i]!, leaseMs: 15_000, ttlMs: 86_400_000 }),
+      );
+    }
+    for (const [i, key] of keys.entries()) {
+      await time(complete, () => store.complete(key, tokens[i]!, response, 86_400_000));
+    }
+    for (const key of keys) {
+      await time(replay, () =>
+        store.acquire(key, {
+          fingerprint: 'fp',
+          token: crypto.randomUUID(),
+          leaseMs: 15_000,
+          ttlMs: 86_400_000,
+        }),
+      );
+    }
+    if (record) {
+      console.log(`PostgreSQL ${version}, one connection, sequential calls, ${calls} calls each`);
+      console.log(summary('acquire (new key)', acquire));
+      console.log(summary('complete', complete));
+      console.log(summary('acquire (replay)', replay));
+    }
+  };
+  await run('warmup', warmup, false);
+  await run('measure', calls, true);
+} finally {
+  await pool.query(`DROP SCHEMA IF EXISTS ${quoteIdentifier(schema)} CASCADE`);
+  await pool.end();
+}

@@ -1,0 +1,31 @@
+import { testStore } from '@idem/store-test-suite';
+import { afterAll, beforeAll } from 'vitest';
+import { postgresStore } from './index.js';
+import { openTestDatabase, type TestDatabase } from './test-database.fixture.js';
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await openTestDatabase('conformance');
+});
+afterAll(async () => {
+  await db?.close();
+});
+
+testStore({
+  name: 'postgres',
+  createStore: async () => {
+    const store = postgresStore({ pool: db.pool({ max: 10 }), schema: db.schema });
+    await store.migrate();
+    return store;
+  },
+  // The expiry column as PostgreSQL holds it, measured on the database's own clock.
+  readRaw: async (store, key) => {
+    const { rows } = await db.admin.query<{ expires_in_ms: number }>(
+      `SELECT (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::float8 AS expires_in_ms
+       FROM ${(store as ReturnType<typeof postgresStore>).table} WHERE key = $1`,
+      [key],
+    );
+    const row = rows[0];
+    return row ? { expiresInMs: row.expires_in_ms } : null;
+  },
+});

@@ -1,0 +1,87 @@
+import {
+  IdempotencyError,
+  type IdempotencyRecord,
+  type OmittedBody,
+  type RecordState,
+  type StoredResponse,
+} from '@idem/core';
+
+/** A record row as the statements return it (see `RECORD_COLUMNS`). */
+export interface RecordRow {
+  state: unknown;
+  fingerprint: unknown;
+  token: unknown;
+  lease_expires_at: unknown;
+  expires_at: unknown;
+  status: unknown;
+  headers: unknown;
+  body: unknown;
+  omitted: unknown;
+}
+
+const STATES: ReadonlySet<string> = new Set<RecordState>(['in_flight', 'completed', 'failed']);
+const OMITTED: ReadonlySet<string> = new Set<OmittedBody>(['too_large', 'streaming']);
+
+/** The `headers` column value: a JSON array of `[name, value]` pairs, order and repeats kept. */
+export function encodeHeaders(headers: StoredResponse['headers']): string {
+  return JSON.stringify(headers.map(([name, value]) => [name, value]));
+}
+
+/** Turn a row into a record, or throw `record_corrupt` when it cannot be one. */
+export function decodeRecord(row: RecordRow, key: string): IdempotencyRecord {
+  const { state, fingerprint, token, lease_expires_at: lease, expires_at: expires } = row;
+  if (typeof state !== 'string' || !STATES.has(state)) throw corrupt(key, `unknown state ${String(state)}`);
+  if (typeof fingerprint !== 'string' || typeof token !== 'string') {
+    throw corrupt(key, 'fingerprint or token is not text');
+  }
+  if (!isTime(lease) || !isTime(expires)) throw corrupt(key, 'lease or expiry is not a time');
+  return {
+    state: state as RecordState,
+    fingerprint,
+    token,
+    leaseExpiresAt: lease,
+    expiresAt: expires,
+    response: state === 'completed' ? decodeResponse(row, key) : null,
+  };
+}
+
+function decodeResponse(row: RecordRow, key: string): StoredResponse {
+  const { status, headers, body, omitted } = row;
+  if (typeof status !== 'number' || !Number.isInteger(status)) throw corrupt(key, 'status is not an integer');
+  if (!isHeaderPairs(headers)) throw corrupt(key, 'headers are not a list of [name, value] pairs');
+  if (!(body instanceof Uint8Array)) throw corrupt(key, 'body is not bytes');
+  const response: StoredResponse = {
+    status,
+    headers,
+    // A plain view over pg's Buffer: callers get the Uint8Array the contract names, without a copy.
+    body: new Uint8Array(body.buffer, body.byteOffset, body.byteLength),
+  };
+  if (omitted !== null) {
+    if (typeof omitted !== 'string' || !OMITTED.has(omitted)) throw corrupt(key, 'unknown omitted marker');
+    response.omitted = omitted as OmittedBody;
+  }
+  return response;
+}
+
+function isTime(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value);
+}
+
+function isHeaderPairs(value: unknown): value is Array<[string, string]> {
+  return (
+    Array.isArray(value) &&
+    value.every(
+      (pair) =>
+        Array.isArray(pair) &&
+        pair.length === 2 &&
+        typeof pair[0] === 'string' &&
+        typeof pair[1] === 'string',
+    )
+  );
+}
+
+function corrupt(key: string, why: string): IdempotencyError {
+  return new IdempotencyError('record_corrupt', `[postgres] record ${key} cannot be read: ${why}`, {
+    details: { store: 'postgres', key },
+  });
+}
