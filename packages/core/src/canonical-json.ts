@@ -45,11 +45,13 @@ class CanonicalParser {
     }
   }
 
+  /** `depth`: how many objects and arrays enclose the value. */
   value(depth: number): string {
-    if (depth > MAX_JSON_DEPTH) throw NOT_JSON;
     const c = this.text[this.pos];
-    if (c === '{') return this.object(depth);
-    if (c === '[') return this.array(depth);
+    if (c === '{' || c === '[') {
+      if (depth >= MAX_JSON_DEPTH) throw NOT_JSON;
+      return c === '{' ? this.object(depth) : this.array(depth);
+    }
     if (c === '"') return JSON.stringify(this.string());
     for (const literal of ['true', 'false', 'null']) {
       if (this.text.startsWith(literal, this.pos)) {

@@ -126,7 +126,11 @@ export class IdempotencyEngine {
       try {
         acquired = await this.call('acquire', key, () => this.store.acquire(key, claim));
       } catch (error) {
-        if (!this.failOpen || isIdempotencyError(error, 'record_corrupt')) throw error;
+        if (isIdempotencyError(error, 'record_corrupt')) throw error;
+        if (!this.failOpen) {
+          this.emit({ type: 'store_error', key, operation: 'acquire', error });
+          throw error;
+        }
         this.emit({ type: 'store_error', key, operation: 'acquire', error, failOpen: true });
         const operation = new RunningOperation(key, claim.token, fingerprint, this.store, this.ttlMs, false);
         return { replayed: false, value: await work(operation), operation };
@@ -183,7 +187,9 @@ export class IdempotencyEngine {
       response = await settle(value, operation);
     } catch (error) {
       stopHeartbeat();
-      if (!operation.completedByWork) await this.release(operation);
+      // Also when the work completed the record itself: its transaction may have rolled back since. The
+      // release is fenced (in_flight + our token), so a completion that committed stays.
+      await this.release(operation, operation.completedByWork);
       throw error;
     }
     stopHeartbeat();
@@ -198,11 +204,22 @@ export class IdempotencyEngine {
     if (!this.heartbeat) return () => {};
     const { storageKey: key, token } = operation;
     let busy = false;
+    let stopped = false;
+    // The record itself ends ttlMs after the claim; renewing a lease past that would only keep a hung
+    // handler's key blocked forever.
+    const lastRenewal = Date.now() + this.ttlMs - this.leaseMs;
     const timer = setInterval(async () => {
       if (busy) return;
+      if (Date.now() > lastRenewal) {
+        clearInterval(timer);
+        return;
+      }
       busy = true;
       try {
         const extended = await this.call('extend', key, () => this.store.extend(key, token, this.leaseMs));
+        // An answer arriving after the work finished may have been decided after our own complete or
+        // release (another pooled connection): it says nothing about a lost lease.
+        if (stopped) return;
         if (!extended) {
           clearInterval(timer);
           this.emit({ type: 'lease_lost', key, operation: 'extend' });
@@ -214,14 +231,17 @@ export class IdempotencyEngine {
         busy = false;
       }
     }, this.leaseMs / 2);
-    return () => clearInterval(timer);
+    return () => {
+      stopped = true;
+      clearInterval(timer);
+    };
   }
 
-  private async release(operation: RunningOperation): Promise<void> {
+  private async release(operation: RunningOperation, completedByWork = false): Promise<void> {
     const { storageKey: key, token } = operation;
     try {
       const released = await this.call('release', key, () => this.store.release(key, token, this.ttlMs));
-      if (!released) this.emit({ type: 'lease_lost', key, operation: 'release' });
+      if (!released && !completedByWork) this.emit({ type: 'lease_lost', key, operation: 'release' });
     } catch (error) {
       // The lease will run out and a retry with the same payload takes over: nothing is lost.
       this.emit({ type: 'store_error', key, operation: 'release', error });

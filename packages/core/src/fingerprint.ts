@@ -15,6 +15,7 @@ export interface FingerprintInput {
 }
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
+const encoder = new TextEncoder();
 
 /** Whether a content type is JSON (`application/json`, `application/problem+json`, ...). */
 export function isJsonContentType(contentType: string | null | undefined): boolean {
@@ -29,15 +30,17 @@ export function isJsonContentType(contentType: string | null | undefined): boole
  * JSON but is not valid JSON is hashed as raw bytes.
  */
 export async function fingerprint(input: FingerprintInput): Promise<string> {
-  const head = [input.method.toUpperCase(), input.path];
-  for (const [name, value] of input.headers ?? []) head.push(`${name.toLowerCase()}:${value}`);
+  const head: string[] = [input.method.toUpperCase(), input.path];
+  for (const [name, value] of input.headers ?? []) head.push(name.toLowerCase(), value);
   let body: string | Uint8Array = input.body;
   if (isJsonContentType(input.contentType) && input.body.length > 0) {
     const canonical = canonicalBody(input.body);
     if (canonical !== null) body = `json:${canonical}`;
   }
-  const headBytes = new TextEncoder().encode(`${head.join('\n')}\n\n`);
-  const bodyBytes = typeof body === 'string' ? new TextEncoder().encode(body) : prefixRaw(body);
+  // The head as a JSON array, one line: no path or header value can pass for another field or for the
+  // start of the body, whatever characters it holds.
+  const headBytes = encoder.encode(`${JSON.stringify(head)}\n`);
+  const bodyBytes = typeof body === 'string' ? encoder.encode(body) : prefixRaw(body);
   const all = new Uint8Array(headBytes.length + bodyBytes.length);
   all.set(headBytes, 0);
   all.set(bodyBytes, headBytes.length);

@@ -60,7 +60,15 @@ export function idempotent<A extends unknown[], R>(
       throw new IdempotencyError('key_invalid', 'idempotent(): options.key returned an empty key');
     }
     const subject = options.fingerprint ? options.fingerprint(...args) : args;
-    const canonical = canonicalJson(JSON.stringify(subject) ?? 'null');
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(subject);
+    } catch (cause) {
+      throw new TypeError('[idem] idempotent(): the arguments are not JSON; pass options.fingerprint', {
+        cause,
+      });
+    }
+    const canonical = canonicalJson(text ?? 'null');
     const [storage, print] = await Promise.all([
       storageKey(key, options.scope?.(...args) ?? '', prefix),
       sha256Hex(`job\n${canonical ?? String(subject)}`),

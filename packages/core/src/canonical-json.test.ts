@@ -1,0 +1,167 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { canonicalJson, MAX_JSON_DEPTH } from './canonical-json.js';
+
+describe('canonicalJson', () => {
+  it('sorts object keys', () => {
+    expect(canonicalJson('{"b":1,"a":2,"c":3}')).toBe('{"a":2,"b":1,"c":3}');
+    expect(canonicalJson('{"b":1,"a":2}')).toBe(canonicalJson('{"a":2,"b":1}'));
+  });
+
+  it('sorts keys by UTF-16 code units, as JCS (RFC 8785) does', () => {
+    const text = JSON.stringify({ '\uffff': 1, b: 2, '\u{1F600}': 3, a: 4, B: 5, é: 6, '': 7 });
+    expect(canonicalJson(text)).toBe('{"":7,"B":5,"a":4,"b":2,"é":6,"\u{1F600}":3,"\uffff":1}');
+  });
+
+  it('sorts nested objects, also inside arrays', () => {
+    expect(canonicalJson('{"z":{"y":1,"x":[3,{"d":1,"c":{"f":0,"e":0}}]},"a":null}')).toBe(
+      '{"a":null,"z":{"x":[3,{"c":{"e":0,"f":0},"d":1}],"y":1}}',
+    );
+  });
+
+  it('keeps array order', () => {
+    expect(canonicalJson('[3,1,2]')).toBe('[3,1,2]');
+    expect(canonicalJson('[3,1,2]')).not.toBe(canonicalJson('[1,2,3]'));
+    expect(canonicalJson('[{"b":1,"a":1},[2,1]]')).toBe('[{"a":1,"b":1},[2,1]]');
+  });
+
+  it('keeps the last of duplicate keys, as JSON.parse does', () => {
+    expect(canonicalJson('{"a":1,"a":2}')).toBe('{"a":2}');
+    expect(canonicalJson('{"a":1,"b":0,"a":{"y":1,"x":2}}')).toBe('{"a":{"x":2,"y":1},"b":0}');
+    expect(canonicalJson('{"a":1,"\\u0061":3}')).toBe('{"a":3}');
+    expect(JSON.parse(canonicalJson('{"a":1,"b":0,"a":2}')!)).toEqual(JSON.parse('{"a":1,"b":0,"a":2}'));
+  });
+
+  it('normalises string escapes', () => {
+    expect(canonicalJson('"\\u0041"')).toBe(canonicalJson('"A"'));
+    expect(canonicalJson('"\\u0041"')).toBe('"A"');
+    expect(canonicalJson('{"\\u0061":"\\/x"}')).toBe('{"a":"/x"}');
+    expect(canonicalJson('"\\u00e9\\uD83D\\uDE00"')).toBe('"é\u{1F600}"');
+    expect(canonicalJson('"a\\u000Ab"')).toBe(canonicalJson('"a\\nb"'));
+    expect(canonicalJson('"tab\\there"')).toBe('"tab\\there"');
+    expect(canonicalJson('"\\"\\\\"')).toBe('"\\"\\\\"');
+  });
+
+  it('keeps distinct strings distinct, lone surrogates included', () => {
+    expect(canonicalJson('"\\ud800"')).not.toBe(canonicalJson('"\\ud801"'));
+    expect(canonicalJson('"a"')).not.toBe(canonicalJson('"A"'));
+  });
+
+  it('keeps the exact text of numbers, so that big integers stay distinct', () => {
+    expect(canonicalJson('12345678901234567890')).toBe('12345678901234567890');
+    expect(canonicalJson('12345678901234567891')).toBe('12345678901234567891');
+    expect(canonicalJson('{"amount":12345678901234567890}')).not.toBe(
+      canonicalJson('{"amount":12345678901234567891}'),
+    );
+    // JSON.parse would make them equal: the reason for keeping the text.
+    expect(JSON.parse('12345678901234567890')).toBe(JSON.parse('12345678901234567891'));
+    for (const number of ['0', '-0', '1.5', '-1.25e-7', '1E+2', '0.1000']) {
+      expect(canonicalJson(`[${number}]`)).toBe(`[${number}]`);
+    }
+  });
+
+  it('drops insignificant white space (space, tab, LF, CR) everywhere', () => {
+    expect(canonicalJson(' \t\r\n{ "b" :\n[ 1 ,\t2 ] , "a" : { } , "c" : [ ] }\r\n ')).toBe(
+      '{"a":{},"b":[1,2],"c":[]}',
+    );
+    expect(canonicalJson('"  keep  the  spaces  "')).toBe('"  keep  the  spaces  "');
+  });
+
+  it('keeps literals and empty containers', () => {
+    expect(canonicalJson('[true,false,null,{},[],""]')).toBe('[true,false,null,{},[],""]');
+  });
+
+  it.each([
+    '',
+    ' ',
+    '{',
+    '}',
+    '[1,]',
+    '{"a":1,}',
+    '{"a":}',
+    '{"a" 1}',
+    '{a:1}',
+    "{'a':1}",
+    '["a"',
+    '"abc',
+    '"tab\there"', // a raw control character in a string
+    '"\\x41"',
+    '"\\u004"',
+    '01',
+    '1.',
+    '.5',
+    '+1',
+    '-',
+    '1e',
+    'NaN',
+    'Infinity',
+    'undefined',
+    'tru',
+    'truex',
+    '[truex]',
+    'nul',
+    '{} {}',
+    '[1] x',
+    '[1 2]',
+    '\u00a01', // no-break space is not JSON white space
+    '\f1',
+  ])('returns null for invalid JSON %j, as JSON.parse refuses it', (text) => {
+    expect(() => JSON.parse(text)).toThrow();
+    expect(canonicalJson(text)).toBeNull();
+  });
+
+  it(`accepts ${MAX_JSON_DEPTH} levels of nesting and refuses one more`, () => {
+    const nested = (levels: number, inner = '') => '['.repeat(levels) + inner + ']'.repeat(levels);
+    expect(canonicalJson(nested(MAX_JSON_DEPTH))).toBe(nested(MAX_JSON_DEPTH));
+    expect(canonicalJson(nested(MAX_JSON_DEPTH, '1'))).toBe(nested(MAX_JSON_DEPTH, '1'));
+    expect(canonicalJson(nested(MAX_JSON_DEPTH + 1))).toBeNull();
+    expect(canonicalJson(nested(MAX_JSON_DEPTH + 1, '1'))).toBeNull();
+    const objects = (levels: number) => '{"a":'.repeat(levels) + '1' + '}'.repeat(levels);
+    expect(canonicalJson(objects(MAX_JSON_DEPTH))).toBe(objects(MAX_JSON_DEPTH));
+    expect(canonicalJson(objects(MAX_JSON_DEPTH + 1))).toBeNull();
+  });
+
+  it('returns null without throwing for 100000 levels of nesting', () => {
+    const levels = 100_000;
+    expect(canonicalJson('['.repeat(levels) + ']'.repeat(levels))).toBeNull();
+    expect(canonicalJson('{"a":'.repeat(levels) + '1' + '}'.repeat(levels))).toBeNull();
+    expect(canonicalJson('['.repeat(levels))).toBeNull();
+  });
+
+  describe('properties', () => {
+    const json = fc.jsonValue({ maxDepth: 6 });
+
+    it('means what the input means, and is its own canonical form', () => {
+      fc.assert(
+        fc.property(json, (value) => {
+          const text = JSON.stringify(value);
+          const canonical = canonicalJson(text);
+          expect(canonical).not.toBeNull();
+          expect(JSON.parse(canonical!)).toEqual(JSON.parse(text));
+          expect(canonicalJson(canonical!)).toBe(canonical);
+        }),
+        { numRuns: 300 },
+      );
+    });
+
+    it('does not depend on key order or white space', () => {
+      fc.assert(
+        fc.property(json, (value) => {
+          const reordered = JSON.stringify(reverseKeys(value), null, 2);
+          expect(canonicalJson(reordered)).toBe(canonicalJson(JSON.stringify(value)));
+        }),
+        { numRuns: 300 },
+      );
+    });
+  });
+});
+
+function reverseKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(reverseKeys);
+  if (value === null || typeof value !== 'object') return value;
+  // No prototype: a "__proto__" key must stay a plain member.
+  const out = Object.create(null) as Record<string, unknown>;
+  for (const key of Object.keys(value).reverse())
+    out[key] = reverseKeys((value as Record<string, unknown>)[key]);
+  return out;
+}

@@ -1,0 +1,607 @@
+// By path, not by name: a devDependency of core on @idem/memory would make the workspace graph cyclic
+// (memory depends on core), which turbo refuses.
+import { memoryStore } from '@idem/memory';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { type EngineOptions, IdempotencyEngine, type Operation, type Settle } from './engine.js';
+import { IdempotencyError } from './errors.js';
+import type { IdempotencyEvent } from './events.js';
+import type { Store, StoredResponse } from './store.js';
+
+const encode = (text: string) => new TextEncoder().encode(text);
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+let counter = 0;
+function request(fingerprint = 'fp-a') {
+  counter++;
+  return { storageKey: `idem:engine-test:${counter}`, fingerprint };
+}
+
+const settle: Settle<string> = (value) => ({ status: 200, headers: [['x-run', value]], body: encode(value) });
+
+function deferred<T = void>() {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** An engine on `store` that records its events. */
+function setup(options: Partial<EngineOptions> = {}) {
+  const events: IdempotencyEvent[] = [];
+  const store = options.store ?? memoryStore({ cleanupIntervalMs: 0 });
+  const engine = new IdempotencyEngine({ onEvent: (event) => events.push(event), ...options, store });
+  const types = () => events.map((event) => event.type);
+  return { engine, store, events, types };
+}
+
+/** A store that delegates to `inner` except for the methods given. */
+function wrap(inner: Store, overrides: Partial<Store>): Store {
+  return {
+    name: overrides.name ?? inner.name,
+    acquire: overrides.acquire ?? ((key, claim) => inner.acquire(key, claim)),
+    complete:
+      overrides.complete ?? ((key, token, response, ttl) => inner.complete(key, token, response, ttl)),
+    release: overrides.release ?? ((key, token, ttl) => inner.release(key, token, ttl)),
+    extend: overrides.extend ?? ((key, token, lease) => inner.extend(key, token, lease)),
+    get: overrides.get ?? ((key) => inner.get(key)),
+    delete: overrides.delete ?? ((key) => inner.delete(key)),
+  };
+}
+
+/** A store whose every method fails, like a backend that is down. */
+function brokenStore(): Store & { cause: Error } {
+  const cause = new Error('connect ECONNREFUSED 127.0.0.1:6379');
+  const fail = async (): Promise<never> => {
+    throw cause;
+  };
+  return {
+    name: 'broken',
+    cause,
+    acquire: fail,
+    complete: fail,
+    release: fail,
+    extend: fail,
+    get: fail,
+    delete: fail,
+  };
+}
+
+/** A store whose every method never answers. */
+function hangingStore(): Store {
+  const hang = () => new Promise<never>(() => {});
+  return {
+    name: 'hanging',
+    acquire: hang,
+    complete: hang,
+    release: hang,
+    extend: hang,
+    get: hang,
+    delete: hang,
+  };
+}
+
+async function rejection(promise: Promise<unknown>): Promise<IdempotencyError> {
+  const error = await promise.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (error: unknown) => error,
+  );
+  expect(error).toBeInstanceOf(IdempotencyError);
+  return error as IdempotencyError;
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe('IdempotencyEngine', () => {
+  it('executes once, then replays the stored response', async () => {
+    const { engine, store, types } = setup();
+    const req = request();
+    const work = vi.fn(async (operation: Operation) => {
+      expect(operation).toMatchObject({
+        storageKey: req.storageKey,
+        fingerprint: 'fp-a',
+        claimed: true,
+        store,
+      });
+      expect(operation.ttlMs).toBe(24 * 60 * 60 * 1000);
+      expect(operation.signal.aborted).toBe(false);
+      return 'first';
+    });
+    const first = await engine.run(req, work, settle);
+    expect(first).toMatchObject({ replayed: false, value: 'first' });
+    expect(await store.get(req.storageKey)).toMatchObject({ state: 'completed', fingerprint: 'fp-a' });
+
+    const second = await engine.run(req, work, settle);
+    expect(second.replayed).toBe(true);
+    if (!second.replayed) return;
+    expect(second.response.status).toBe(200);
+    expect(second.response.headers).toEqual([['x-run', 'first']]);
+    expect(decode(second.response.body)).toBe('first');
+    expect(work).toHaveBeenCalledTimes(1);
+    expect(types()).toEqual(['execute', 'replay']);
+  });
+
+  it('refuses the same key with another fingerprint, completed or in flight', async () => {
+    const { engine, events } = setup();
+    const req = request('fp-a');
+    await engine.run(req, async () => 'a', settle);
+    const work = vi.fn(async () => 'b');
+    const error = await rejection(engine.run({ ...req, fingerprint: 'fp-b' }, work, settle));
+    expect(error.code).toBe('key_mismatch');
+    expect(error.details).toMatchObject({ key: req.storageKey, store: 'memory' });
+    expect(work).not.toHaveBeenCalled();
+    expect(events.at(-1)).toEqual({ type: 'mismatch', key: req.storageKey, store: 'memory' });
+
+    const running = request('fp-a');
+    const gate = deferred();
+    const holder = engine.run(running, () => gate.promise.then(() => 'a'), settle);
+    expect((await rejection(engine.run({ ...running, fingerprint: 'fp-b' }, work, settle))).code).toBe(
+      'key_mismatch',
+    );
+    gate.resolve();
+    await holder;
+  });
+
+  it('answers in_flight with Retry-After while another holder’s lease is live', async () => {
+    const { engine, types } = setup({ leaseMs: 15_000 });
+    const req = request();
+    const gate = deferred();
+    const holder = engine.run(req, () => gate.promise.then(() => 'a'), settle);
+    const work = vi.fn(async () => 'b');
+    const error = await rejection(engine.run(req, work, settle));
+    expect(error.code).toBe('in_flight');
+    expect(error.details.retryAfterSeconds).toBeGreaterThanOrEqual(14);
+    expect(error.details.retryAfterSeconds).toBeLessThanOrEqual(15);
+    expect(work).not.toHaveBeenCalled();
+    expect(types()).toEqual(['execute', 'in_flight']);
+    gate.resolve();
+    await holder;
+  });
+
+  it('keeps Retry-After between 1 and 60 seconds', async () => {
+    for (const [leaseMs, expected] of [
+      [200, 1],
+      [10 * 60_000, 60],
+    ] as const) {
+      const { engine } = setup({ leaseMs, heartbeat: false });
+      const req = request();
+      const gate = deferred();
+      const holder = engine.run(req, () => gate.promise.then(() => 'a'), settle);
+      expect((await rejection(engine.run(req, async () => 'b', settle))).details.retryAfterSeconds).toBe(
+        expected,
+      );
+      gate.resolve();
+      await holder;
+    }
+  });
+
+  describe('wait mode', () => {
+    it('replays once the first holder completes', async () => {
+      const { engine, types } = setup({ wait: { timeoutMs: 3_000, pollMs: 10 } });
+      const req = request();
+      const gate = deferred();
+      const holder = engine.run(req, () => gate.promise.then(() => 'first'), settle);
+      const work = vi.fn(async () => 'second');
+      const waiting = engine.run(req, work, settle);
+      await sleep(80);
+      gate.resolve();
+      const result = await waiting;
+      expect(result.replayed).toBe(true);
+      if (result.replayed) expect(decode(result.response.body)).toBe('first');
+      expect(work).not.toHaveBeenCalled();
+      await holder;
+      expect(types()).toContain('replay');
+    });
+
+    it('runs the work itself when the first holder fails', async () => {
+      const { engine } = setup({ wait: { timeoutMs: 3_000, pollMs: 10 } });
+      const req = request();
+      const gate = deferred();
+      const holder = engine.run(
+        req,
+        () => gate.promise.then(() => Promise.reject(new Error('boom'))),
+        settle,
+      );
+      const waiting = engine.run(req, async () => 'second', settle);
+      await sleep(50);
+      gate.resolve();
+      await expect(holder).rejects.toThrow('boom');
+      expect(await waiting).toMatchObject({ replayed: false, value: 'second' });
+    });
+
+    it('gives up with in_flight after its timeout', async () => {
+      const { engine } = setup({ wait: { timeoutMs: 150, pollMs: 20 } });
+      const req = request();
+      const gate = deferred();
+      const holder = engine.run(req, () => gate.promise.then(() => 'first'), settle);
+      const started = Date.now();
+      const work = vi.fn(async () => 'second');
+      const error = await rejection(engine.run(req, work, settle));
+      expect(error.code).toBe('in_flight');
+      expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+      expect(Date.now() - started).toBeLessThan(1_500);
+      expect(work).not.toHaveBeenCalled();
+      gate.resolve();
+      await holder;
+    });
+  });
+
+  describe('leases', () => {
+    async function longHandler(heartbeat: boolean) {
+      const { engine, store, types } = setup({ leaseMs: 200, heartbeat });
+      const req = request();
+      const holder = engine.run(req, () => sleep(1_000).then(() => 'long'), settle);
+      await sleep(500);
+      const contender = await engine
+        .run(req, async () => 'contender', settle)
+        .then(
+          (result) => ({ result }),
+          (error: unknown) => ({ error }),
+        );
+      await holder;
+      return { contender, record: await store.get(req.storageKey), types: types() };
+    }
+
+    it('keeps a long handler’s lease with heartbeats: a concurrent claim gets in_flight, no takeover', async () => {
+      const { contender, record, types } = await longHandler(true);
+      expect(contender).toMatchObject({ error: { code: 'in_flight' } });
+      expect(record?.state).toBe('completed');
+      expect(decode(record!.response!.body)).toBe('long');
+      expect(types).not.toContain('lease_lost');
+    });
+
+    it('without heartbeats, lets a claim take the expired lease over (the contrast case)', async () => {
+      const { contender, record, types } = await longHandler(false);
+      expect(contender).toMatchObject({ result: { replayed: false, value: 'contender' } });
+      expect(decode(record!.response!.body)).toBe('contender');
+      expect(types).toContain('lease_lost');
+    });
+
+    it('takes over from a crashed holder once its lease has passed', async () => {
+      const { engine, store } = setup();
+      const req = request();
+      await store.acquire(req.storageKey, {
+        fingerprint: 'fp-a',
+        token: 'crashed',
+        leaseMs: 300,
+        ttlMs: 60_000,
+      });
+      expect((await rejection(engine.run(req, async () => 'early', settle))).code).toBe('in_flight');
+      await sleep(350);
+      const result = await engine.run(req, async () => 'recovered', settle);
+      expect(result).toMatchObject({ replayed: false, value: 'recovered' });
+      const record = await store.get(req.storageKey);
+      expect(record).toMatchObject({ state: 'completed' });
+      expect(record?.token).not.toBe('crashed');
+    });
+
+    it('fences a holder whose lease was taken over: its result is not stored, the newer one stays', async () => {
+      const { engine, store, events } = setup({ leaseMs: 100, heartbeat: false });
+      const req = request();
+      const gate = deferred();
+      const stale = engine.run(req, () => gate.promise.then(() => 'stale'), settle);
+      await sleep(150);
+      expect(await engine.run(req, async () => 'fresh', settle)).toMatchObject({
+        replayed: false,
+        value: 'fresh',
+      });
+      gate.resolve();
+      // The stale holder's caller still gets its own value; nothing is thrown at it.
+      expect(await stale).toMatchObject({ replayed: false, value: 'stale' });
+      expect(events).toContainEqual({
+        type: 'lease_lost',
+        key: req.storageKey,
+        store: 'memory',
+        operation: 'complete',
+      });
+      expect(decode((await store.get(req.storageKey))!.response!.body)).toBe('fresh');
+    });
+
+    it('aborts the work’s signal when a heartbeat finds the lease lost', async () => {
+      const { engine, store, events } = setup({ leaseMs: 100 });
+      const req = request();
+      let signal: AbortSignal | undefined;
+      const holder = engine.run(
+        req,
+        async (operation) => {
+          signal = operation.signal;
+          await new Promise((resolve) => operation.signal.addEventListener('abort', resolve));
+          return 'aborted';
+        },
+        settle,
+      );
+      await sleep(10);
+      await store.delete(req.storageKey);
+      await store.acquire(req.storageKey, {
+        fingerprint: 'fp-a',
+        token: 'usurper',
+        leaseMs: 60_000,
+        ttlMs: 60_000,
+      });
+      await holder;
+      expect(signal?.aborted).toBe(true);
+      expect(signal?.reason).toMatchObject({ code: 'in_flight' });
+      expect(events).toContainEqual({
+        type: 'lease_lost',
+        key: req.storageKey,
+        store: 'memory',
+        operation: 'extend',
+      });
+      expect(await store.get(req.storageKey)).toMatchObject({ state: 'in_flight', token: 'usurper' });
+    });
+
+    it('reports no lost lease for a heartbeat that the store answers after the work completed', async () => {
+      const inner = memoryStore({ cleanupIntervalMs: 0 });
+      // The extend reaches the store late, after the complete (e.g. over another pooled connection).
+      const slowExtend = wrap(inner, {
+        extend: (key, token, lease) => sleep(80).then(() => inner.extend(key, token, lease)),
+      });
+      const { engine, types } = setup({ store: slowExtend, leaseMs: 100 });
+      await engine.run(request(), () => sleep(70).then(() => 'done'), settle);
+      await sleep(120);
+      expect(types()).toEqual(['execute']);
+    });
+  });
+
+  describe('releasing', () => {
+    it('releases when the work throws, so that a retry runs again', async () => {
+      const { engine, store } = setup();
+      const req = request();
+      const boom = new Error('boom');
+      const work = vi.fn(async () => {
+        if (work.mock.calls.length === 1) throw boom;
+        return 'second';
+      });
+      await expect(engine.run(req, work, settle)).rejects.toBe(boom);
+      expect(await store.get(req.storageKey)).toMatchObject({ state: 'failed', fingerprint: 'fp-a' });
+      expect(await engine.run(req, work, settle)).toMatchObject({ replayed: false, value: 'second' });
+      expect(work).toHaveBeenCalledTimes(2);
+      expect((await store.get(req.storageKey))?.state).toBe('completed');
+    });
+
+    it('releases when settle returns null, and when settle throws', async () => {
+      const { engine, store } = setup();
+      const req = request();
+      const work = vi.fn(async () => 'value');
+      expect(await engine.run(req, work, () => null)).toMatchObject({ replayed: false, value: 'value' });
+      expect((await store.get(req.storageKey))?.state).toBe('failed');
+      const broken = new Error('settle failed');
+      await expect(
+        engine.run(req, work, () => {
+          throw broken;
+        }),
+      ).rejects.toBe(broken);
+      expect((await store.get(req.storageKey))?.state).toBe('failed');
+      await engine.run(req, work, settle);
+      expect(work).toHaveBeenCalledTimes(3);
+    });
+
+    it('keeps the failed fingerprint: a retry with another payload is still refused', async () => {
+      const { engine } = setup();
+      const req = request();
+      await expect(engine.run(req, () => Promise.reject(new Error('x')), settle)).rejects.toThrow('x');
+      expect(
+        (await rejection(engine.run({ ...req, fingerprint: 'fp-b' }, async () => 'b', settle))).code,
+      ).toBe('key_mismatch');
+    });
+  });
+
+  describe('store failures', () => {
+    it('fails closed with store_unavailable before the work runs', async () => {
+      const store = brokenStore();
+      const { engine, events } = setup({ store });
+      const work = vi.fn(async () => 'never');
+      const req = request();
+      const error = await rejection(engine.run(req, work, settle));
+      expect(error.code).toBe('store_unavailable');
+      expect(error.cause).toBe(store.cause);
+      expect(error.message).toMatch(/^\[idem\] \[broken\] acquire failed/);
+      expect(error.details).toMatchObject({ store: 'broken', key: req.storageKey, retryAfterSeconds: 1 });
+      expect(work).not.toHaveBeenCalled();
+      expect(events).toEqual([
+        { type: 'store_error', key: req.storageKey, store: 'broken', operation: 'acquire', error },
+      ]);
+    });
+
+    it('fails closed when a store method throws synchronously', async () => {
+      const throwing = wrap(memoryStore(), {
+        acquire: () => {
+          throw new Error('sync');
+        },
+      });
+      const { engine } = setup({ store: throwing });
+      const work = vi.fn(async () => 'never');
+      expect((await rejection(engine.run(request(), work, settle))).code).toBe('store_unavailable');
+      expect(work).not.toHaveBeenCalled();
+    });
+
+    it('fails closed after storeTimeoutMs when the store hangs', async () => {
+      const { engine } = setup({ store: hangingStore(), storeTimeoutMs: 100 });
+      const work = vi.fn(async () => 'never');
+      const started = Date.now();
+      const error = await rejection(engine.run(request(), work, settle));
+      expect(error.code).toBe('store_unavailable');
+      expect(error.message).toMatch(/acquire timed out after 100 ms/);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(90);
+      expect(Date.now() - started).toBeLessThan(1_500);
+      expect(work).not.toHaveBeenCalled();
+    });
+
+    it('fails open when asked: the work runs without a claim and a store_error says so', async () => {
+      const { engine, events } = setup({ store: brokenStore(), failOpen: true });
+      const req = request();
+      const work = vi.fn(async (operation: Operation) => {
+        expect(operation.claimed).toBe(false);
+        return 'ran anyway';
+      });
+      expect(await engine.run(req, work, settle)).toMatchObject({ replayed: false, value: 'ran anyway' });
+      expect(work).toHaveBeenCalledTimes(1);
+      expect(events).toEqual([
+        {
+          type: 'store_error',
+          key: req.storageKey,
+          store: 'broken',
+          operation: 'acquire',
+          error: expect.objectContaining({ code: 'store_unavailable' }),
+          failOpen: true,
+        },
+      ]);
+    });
+
+    it('fails open on a hanging store too, after the timeout', async () => {
+      const { engine } = setup({ store: hangingStore(), failOpen: true, storeTimeoutMs: 50 });
+      expect(await engine.run(request(), async () => 'ran', settle)).toMatchObject({ value: 'ran' });
+    });
+
+    it('never fails open on a corrupt record: record_corrupt propagates as it is', async () => {
+      const corrupt = new IdempotencyError('record_corrupt', '[memory] could not decode the record');
+      for (const failOpen of [false, true]) {
+        const store = wrap(memoryStore(), { acquire: () => Promise.reject(corrupt) });
+        const { engine } = setup({ store, failOpen });
+        const work = vi.fn(async () => 'never');
+        await expect(engine.run(request(), work, settle)).rejects.toBe(corrupt);
+        expect(work).not.toHaveBeenCalled();
+      }
+    });
+
+    it('reports a completed record without a response as record_corrupt', async () => {
+      const store = wrap(memoryStore(), {
+        acquire: async () => ({
+          acquired: false,
+          record: {
+            state: 'completed',
+            fingerprint: 'fp-a',
+            token: 't',
+            leaseExpiresAt: 0,
+            expiresAt: Date.now() + 60_000,
+            response: null,
+          },
+        }),
+      });
+      const { engine } = setup({ store });
+      expect((await rejection(engine.run(request(), async () => 'x', settle))).code).toBe('record_corrupt');
+    });
+
+    it('retries a failed complete in the background, then reports complete_failed, never throwing', async () => {
+      const inner = memoryStore({ cleanupIntervalMs: 0 });
+      const complete = vi.fn(() => Promise.reject(new Error('write failed')));
+      const { engine, events, types } = setup({ store: wrap(inner, { complete }), completeRetries: 2 });
+      const req = request();
+      expect(await engine.run(req, async () => 'done', settle)).toMatchObject({
+        replayed: false,
+        value: 'done',
+      });
+      // Only the first attempt is awaited; the retries follow in the background.
+      expect(complete).toHaveBeenCalledTimes(1);
+      await vi.waitFor(() => expect(types()).toContain('complete_failed'), { timeout: 3_000, interval: 20 });
+      expect(complete).toHaveBeenCalledTimes(3);
+      expect(types()).toEqual(['execute', 'store_error', 'store_error', 'store_error', 'complete_failed']);
+      expect(events.at(-1)).toMatchObject({ key: req.storageKey, error: { code: 'store_unavailable' } });
+      expect(events[1]).toMatchObject({ operation: 'complete' });
+    });
+
+    it('stores the result when a background retry of complete succeeds', async () => {
+      const inner = memoryStore({ cleanupIntervalMs: 0 });
+      let failures = 1;
+      const store = wrap(inner, {
+        complete: (key, token, response, ttl) =>
+          failures-- > 0 ? Promise.reject(new Error('blip')) : inner.complete(key, token, response, ttl),
+      });
+      const { engine, types } = setup({ store });
+      const req = request();
+      await engine.run(req, async () => 'done', settle);
+      await vi.waitFor(async () => expect((await inner.get(req.storageKey))?.state).toBe('completed'), {
+        timeout: 2_000,
+        interval: 20,
+      });
+      const replay = await engine.run(req, async () => 'again', settle);
+      expect(replay.replayed).toBe(true);
+      expect(types()).not.toContain('complete_failed');
+    });
+
+    it('does not break runs when onEvent throws', async () => {
+      const onEvent = vi.fn(() => {
+        throw new Error('observer bug');
+      });
+      const { engine } = setup({ onEvent });
+      const req = request();
+      expect(await engine.run(req, async () => 'ok', settle)).toMatchObject({ value: 'ok' });
+      expect((await engine.run(req, async () => 'again', settle)).replayed).toBe(true);
+      expect(onEvent).toHaveBeenCalledTimes(2);
+    });
+  });
+
+  describe('markCompleted', () => {
+    it('leaves completing to the work: the engine neither completes nor releases', async () => {
+      const inner = memoryStore({ cleanupIntervalMs: 0 });
+      const complete = vi.fn((key: string, token: string, response: StoredResponse, ttl: number) =>
+        inner.complete(key, token, response, ttl),
+      );
+      const release = vi.fn((key: string, token: string, ttl: number) => inner.release(key, token, ttl));
+      const { engine } = setup({ store: wrap(inner, { complete, release }) });
+      const req = request();
+      const own: StoredResponse = { status: 201, headers: [], body: encode('from the work') };
+      await engine.run(
+        req,
+        async (operation) => {
+          expect(
+            await operation.store.complete(operation.storageKey, operation.token, own, operation.ttlMs),
+          ).toBe(true);
+          operation.markCompleted();
+          return 'value';
+        },
+        settle,
+      );
+      expect(complete).toHaveBeenCalledTimes(1);
+      expect(release).not.toHaveBeenCalled();
+      expect(decode((await inner.get(req.storageKey))!.response!.body)).toBe('from the work');
+
+      // Also when the work throws after completing: the engine's fenced release (in case the work's
+      // transaction rolled back) is refused, and the record stays completed.
+      const other = request();
+      await expect(
+        engine.run(
+          other,
+          async (operation) => {
+            await operation.store.complete(operation.storageKey, operation.token, own, operation.ttlMs);
+            operation.markCompleted();
+            throw new Error('after commit');
+          },
+          settle,
+        ),
+      ).rejects.toThrow('after commit');
+      expect(release).toHaveBeenCalledTimes(1);
+      await expect(release.mock.results[0]!.value).resolves.toBe(false);
+      expect((await inner.get(other.storageKey))?.state).toBe('completed');
+    });
+  });
+
+  describe('options', () => {
+    it('refuses a missing store and non-positive durations', () => {
+      expect(() => new IdempotencyEngine({} as EngineOptions)).toThrow(/store is required/);
+      const store = memoryStore();
+      for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+        expect(() => new IdempotencyEngine({ store, leaseMs: bad })).toThrow(TypeError);
+        expect(() => new IdempotencyEngine({ store, ttlMs: bad })).toThrow(TypeError);
+        expect(() => new IdempotencyEngine({ store, storeTimeoutMs: bad })).toThrow(TypeError);
+      }
+    });
+
+    it('passes ttl and lease to the store', async () => {
+      const inner = memoryStore({ cleanupIntervalMs: 0 });
+      const acquire = vi.fn(inner.acquire.bind(inner));
+      const complete = vi.fn(inner.complete.bind(inner));
+      const { engine } = setup({ store: wrap(inner, { acquire, complete }), ttlMs: 5_000, leaseMs: 2_000 });
+      await engine.run(request(), async () => 'x', settle);
+      expect(acquire.mock.calls[0]![1]).toMatchObject({ leaseMs: 2_000, ttlMs: 5_000, fingerprint: 'fp-a' });
+      expect(complete.mock.calls[0]![3]).toBe(5_000);
+    });
+  });
+});

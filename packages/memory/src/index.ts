@@ -1,0 +1,321 @@
+import {
+  type AcquireResult,
+  type Claim,
+  type IdempotencyRecord,
+  type Store,
+  type StoredResponse,
+  transition,
+} from '@idem/core';
+
+/** Options of {@link memoryStore}. */
+export interface MemoryStoreOptions {
+  /**
+   * Most records kept. When a new key would exceed it, the store evicts expired records first, then
+   * completed or failed ones, oldest settled first. An in-flight record is never evicted (that could let
+   * its work run twice): when only in-flight records are left, the new claim still succeeds and the
+   * bound is exceeded until some of them settle. Default: unbounded (expired records are still dropped).
+   */
+  maxEntries?: number;
+  /**
+   * How often expired records are swept, in ms; `0` turns the sweep off (expired records are then
+   * dropped only when their key is touched or evicted). The timer starts with the first write and never
+   * keeps the process alive. Default 60 000.
+   */
+  cleanupIntervalMs?: number;
+  /** The clock, in epoch ms. Default `Date.now`; tests inject their own. */
+  now?: () => number;
+  /** Name used in error messages and engine events. Default `"memory"`. */
+  name?: string;
+}
+
+/** An in-process {@link Store}, with a few extras for tests and shutdown. */
+export interface MemoryStore extends Store {
+  /** How many records are held, including expired ones not swept yet. */
+  readonly size: number;
+  /** Drop every expired record now. */
+  sweep(): void;
+  /** Drop every record. */
+  clear(): void;
+  /** Stop the cleanup timer. The store keeps working; expired records are then dropped lazily. */
+  close(): void;
+}
+
+/**
+ * An in-process Store: records live in a `Map` of this process only, so it suits a single instance,
+ * tests and demos, not a fleet of servers (use `@idem/redis`, `@idem/postgres` or `@idem/dynamodb` there).
+ *
+ * Every operation decides synchronously on the current record, with the state machine of
+ * `@idem/core` (`transition`), before it returns: concurrent calls never interleave, so the store is
+ * atomic within the process. Bodies are copied on the way in and out, so callers never share bytes
+ * with the store.
+ *
+ * ```ts
+ * const store = memoryStore({ maxEntries: 100_000 });
+ * ```
+ */
+export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
+  return new InMemoryStore(options);
+}
+
+class Entry {
+  /** Place in the expiry queue of the ttl the record was last written with. */
+  readonly byExpiry: Link = { entry: this, queue: null, prev: null, next: null };
+  /** Place in the settled queue, while the record is completed or failed. */
+  readonly bySettlement: Link = { entry: this, queue: null, prev: null, next: null };
+  constructor(
+    readonly key: string,
+    public record: IdempotencyRecord,
+  ) {}
+}
+
+interface Link {
+  readonly entry: Entry;
+  queue: Queue | null;
+  prev: Link | null;
+  next: Link | null;
+}
+
+/**
+ * An intrusive doubly linked queue: O(1) append, unlink and first, however many entries come and go.
+ * (A `Map` used as a queue slows down at its front: deleted slots stay there until it rehashes, and
+ * every look at the first entry walks over them.)
+ */
+class Queue {
+  head: Link | null = null;
+  private tail: Link | null = null;
+
+  /** For expiry queues, the ttl whose records they hold. */
+  constructor(readonly ttlMs = 0) {}
+
+  get empty(): boolean {
+    return this.head === null;
+  }
+
+  push(link: Link): void {
+    link.queue = this;
+    link.prev = this.tail;
+    link.next = null;
+    if (this.tail === null) this.head = link;
+    else this.tail.next = link;
+    this.tail = link;
+  }
+
+  unlink(link: Link): void {
+    if (link.prev === null) this.head = link.next;
+    else link.prev.next = link.next;
+    if (link.next === null) this.tail = link.prev;
+    else link.next.prev = link.prev;
+    link.queue = link.prev = link.next = null;
+  }
+
+  clear(): void {
+    this.head = this.tail = null;
+  }
+}
+
+const ACQUIRED: AcquireResult = Object.freeze({ acquired: true });
+
+class InMemoryStore implements MemoryStore {
+  readonly name: string;
+  private readonly records = new Map<string, Entry>();
+  /**
+   * One queue per ttl, records in the order they were last written. With a clock that does not go
+   * back, that is expiry order within a queue, so each queue's head is its next record to expire; an
+   * engine uses one or two ttls, so looking at every head finds an expired record in O(1).
+   */
+  private readonly queues = new Map<number, Queue>();
+  /** Completed and failed records, oldest settled first: the eviction order once nothing is expired. */
+  private readonly settled = new Queue();
+  private readonly maxEntries: number;
+  private readonly cleanupIntervalMs: number;
+  private readonly now: () => number;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private closed = false;
+
+  constructor(options: MemoryStoreOptions) {
+    this.name = options.name ?? 'memory';
+    this.maxEntries = options.maxEntries ?? Number.POSITIVE_INFINITY;
+    if (!(this.maxEntries >= 1) || (Number.isFinite(this.maxEntries) && !Number.isInteger(this.maxEntries))) {
+      throw new TypeError(`[${this.name}] maxEntries must be a positive integer`);
+    }
+    this.cleanupIntervalMs = options.cleanupIntervalMs ?? 60_000;
+    if (!(this.cleanupIntervalMs >= 0) || !Number.isFinite(this.cleanupIntervalMs)) {
+      throw new TypeError(`[${this.name}] cleanupIntervalMs must be a finite number >= 0`);
+    }
+    this.now = options.now ?? Date.now;
+  }
+
+  get size(): number {
+    return this.records.size;
+  }
+
+  async acquire(key: string, claim: Claim): Promise<AcquireResult> {
+    const now = this.now();
+    const entry = this.live(key, now);
+    const next = transition(entry?.record ?? null, { type: 'claim', claim }, now);
+    if (next.outcome !== 'execute') return { acquired: false, record: copyRecord(next.record!) };
+    this.write(key, entry, next.record!, claim.ttlMs);
+    if (entry === undefined && this.records.size > this.maxEntries) this.evict(now);
+    return ACQUIRED;
+  }
+
+  async complete(key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
+    const now = this.now();
+    const entry = this.live(key, now);
+    const next = transition(entry?.record ?? null, { type: 'complete', token, response, ttlMs }, now);
+    if (next.outcome !== 'accepted') return false;
+    this.write(key, entry, { ...next.record!, response: copyIn(response) }, ttlMs);
+    return true;
+  }
+
+  async release(key: string, token: string, ttlMs: number): Promise<boolean> {
+    const now = this.now();
+    const entry = this.live(key, now);
+    const next = transition(entry?.record ?? null, { type: 'release', token, ttlMs }, now);
+    if (next.outcome !== 'accepted') return false;
+    this.write(key, entry, next.record!, ttlMs);
+    return true;
+  }
+
+  async extend(key: string, token: string, leaseMs: number): Promise<boolean> {
+    const now = this.now();
+    const entry = this.live(key, now);
+    const next = transition(entry?.record ?? null, { type: 'extend', token, leaseMs }, now);
+    if (next.outcome !== 'accepted') return false;
+    // The expiry is unchanged, so the entry keeps its place in its queue.
+    entry!.record = next.record!;
+    return true;
+  }
+
+  async get(key: string): Promise<IdempotencyRecord | null> {
+    const entry = this.live(key, this.now());
+    return entry === undefined ? null : copyRecord(entry.record);
+  }
+
+  async delete(key: string): Promise<void> {
+    const entry = this.records.get(key);
+    if (entry !== undefined) this.remove(entry);
+  }
+
+  sweep(): void {
+    const now = this.now();
+    for (const queue of this.queues.values()) {
+      while (queue.head !== null && queue.head.entry.record.expiresAt <= now) this.remove(queue.head.entry);
+    }
+  }
+
+  clear(): void {
+    this.records.clear();
+    this.queues.clear();
+    this.settled.clear();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** The entry of `key` if it has not expired; an expired one is dropped on the way (lazy expiry). */
+  private live(key: string, now: number): Entry | undefined {
+    const entry = this.records.get(key);
+    if (entry === undefined || entry.record.expiresAt > now) return entry;
+    this.remove(entry);
+    return undefined;
+  }
+
+  private write(key: string, entry: Entry | undefined, record: IdempotencyRecord, ttlMs: number): void {
+    if (entry === undefined) {
+      entry = new Entry(key, record);
+      this.records.set(key, entry);
+      if (this.timer === undefined && !this.closed) this.startTimer();
+    } else {
+      this.unqueue(entry);
+      entry.record = record;
+    }
+    this.queueFor(ttlMs).push(entry.byExpiry);
+    if (record.state !== 'in_flight') this.settled.push(entry.bySettlement);
+  }
+
+  private remove(entry: Entry): void {
+    this.records.delete(entry.key);
+    this.unqueue(entry);
+  }
+
+  private unqueue(entry: Entry): void {
+    const queue = entry.byExpiry.queue;
+    if (queue !== null) {
+      queue.unlink(entry.byExpiry);
+      if (queue.empty) this.queues.delete(queue.ttlMs);
+    }
+    entry.bySettlement.queue?.unlink(entry.bySettlement);
+  }
+
+  private queueFor(ttlMs: number): Queue {
+    let queue = this.queues.get(ttlMs);
+    if (queue === undefined) {
+      queue = new Queue(ttlMs);
+      this.queues.set(ttlMs, queue);
+    }
+    return queue;
+  }
+
+  /** Back under the bound if possible: expired records first, then the oldest settled; never in-flight. */
+  private evict(now: number): void {
+    while (this.records.size > this.maxEntries) {
+      const victim = this.firstExpired(now) ?? this.settled.head?.entry;
+      if (victim === undefined) return;
+      this.remove(victim);
+    }
+  }
+
+  private firstExpired(now: number): Entry | undefined {
+    for (const queue of this.queues.values()) {
+      const head = queue.head?.entry;
+      if (head !== undefined && head.record.expiresAt <= now) return head;
+    }
+    return undefined;
+  }
+
+  private startTimer(): void {
+    if (this.cleanupIntervalMs === 0) return;
+    // Started on the first write rather than at construction: some runtimes (Workers) forbid timers
+    // at module scope, where stores are usually created. The timer holds the store weakly, so that a
+    // store dropped without close() can still be collected, and is unref'd (Node, Bun, Deno).
+    const store = new WeakRef(this);
+    const timer = setInterval(() => {
+      const self = store.deref();
+      if (self === undefined) clearInterval(timer);
+      else self.sweep();
+    }, this.cleanupIntervalMs);
+    (timer as { unref?: () => void }).unref?.();
+    (globalThis as { Deno?: { unrefTimer?: (id: unknown) => void } }).Deno?.unrefTimer?.(timer);
+    this.timer = timer;
+  }
+}
+
+/**
+ * The stored copy of a response. Headers are frozen so that they can be handed out without copying;
+ * the body is copied (`new Uint8Array(body)` also turns a Node `Buffer` into a plain, unshared array).
+ */
+function copyIn(response: StoredResponse): StoredResponse {
+  const stored: StoredResponse = {
+    status: response.status,
+    headers: Object.freeze(response.headers.map(([name, value]) => Object.freeze([name, value] as const))),
+    body: new Uint8Array(response.body),
+  };
+  if (response.omitted !== undefined) stored.omitted = response.omitted;
+  return stored;
+}
+
+function copyRecord(record: IdempotencyRecord): IdempotencyRecord {
+  const { response } = record;
+  if (response === null) return { ...record };
+  const out: StoredResponse = {
+    status: response.status,
+    headers: response.headers,
+    body: new Uint8Array(response.body),
+  };
+  if (response.omitted !== undefined) out.omitted = response.omitted;
+  return { ...record, response: out };
+}
