@@ -1,0 +1,65 @@
+import type { IncomingMessage } from 'node:http';
+import { IdempotencyError } from '@idem/core';
+
+/** An Express request, as far as its body is concerned (`_body` is body-parser 1.x's "parsed" flag). */
+type BodyRequest = IncomingMessage & { body?: unknown; _body?: boolean };
+
+/**
+ * The request body bytes for the fingerprint. When a body parser already consumed the stream, they
+ * are derived from what it left in `req.body`; otherwise the stream is read here (up to `limit`) and
+ * the bytes are put back into it, so that body parsers mounted after idem read it untouched.
+ *
+ * @throws IdempotencyError `request_too_large` past `limit` (the rest of the body is drained).
+ */
+export function requestBody(req: BodyRequest, limit: number): Promise<Uint8Array> {
+  if (req._body === true || req.readableEnded) return Promise.resolve(parsedBodyBytes(req.body));
+  if (req.complete && req.readableLength === 0) return Promise.resolve(new Uint8Array(0));
+  return readAndRestore(req, limit);
+}
+
+// The core canonicalises JSON bodies, so re-serialising a parsed object fingerprints like its raw text.
+function parsedBodyBytes(body: unknown): Uint8Array {
+  if (body === undefined || body === null) return new Uint8Array(0);
+  if (body instanceof Uint8Array) return body;
+  if (typeof body === 'string') return Buffer.from(body);
+  return Buffer.from(JSON.stringify(body) ?? '');
+}
+
+function readAndRestore(req: BodyRequest, limit: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    const stop = () => {
+      req.off('readable', onReadable);
+      req.off('error', fail);
+      req.off('close', onClose);
+    };
+    const fail = (error: unknown) => {
+      stop();
+      reject(error);
+    };
+    const onClose = () => fail(new Error('[express] the request was aborted while idem read its body'));
+    function onReadable() {
+      for (let chunk: Buffer | null = req.read(); chunk !== null; chunk = req.read()) {
+        length += chunk.length;
+        if (length > limit) {
+          // Drain the rest, as body parsers do, so that the connection can carry the 413.
+          fail(new IdempotencyError('request_too_large', `the request body is larger than ${limit} bytes`));
+          req.resume();
+          return;
+        }
+        chunks.push(chunk);
+      }
+      if (!req.complete) return;
+      stop();
+      const body = Buffer.concat(chunks, length);
+      // The last read() only scheduled 'end' for the next tick, and Node skips it when data was
+      // unshifted meanwhile: the stream stays unconsumed, with the whole body in its buffer.
+      if (length > 0) req.unshift(body);
+      resolve(body);
+    }
+    req.on('readable', onReadable);
+    req.once('error', fail);
+    req.once('close', onClose);
+  });
+}
