@@ -1,3 +1,9 @@
 export { dockerAvailable, ServiceUnavailableError } from './docker.js';
+export {
+  DYNAMODB_LOCAL_CREDENTIALS,
+  DYNAMODB_LOCAL_REGION,
+  dynamodbEndpoint,
+  stopDynamodbLocal,
+} from './dynamodb.js';
 export { postgresUrl } from './postgres.js';
 export { redisUrl } from './redis.js';
