@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, MAX_JSON_DEPTH } from './canonical-json.js';
+import { canonicalJson, MAX_JSON_DEPTH, parseCanonical } from './canonical-json.js';
 
 describe('canonicalJson', () => {
   it('sorts object keys', () => {
@@ -165,3 +165,32 @@ function reverseKeys(value: unknown): unknown {
     out[key] = reverseKeys((value as Record<string, unknown>)[key]);
   return out;
 }
+
+describe('canonicalJson fast path', () => {
+  it('agrees with the exact parser on random documents', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.json(),
+          fc.jsonValue().map((value) => JSON.stringify(value, null, 1)),
+        ),
+        (text) => {
+          expect(canonicalJson(text)).toBe(parseCanonical(text));
+        },
+      ),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('agrees on number lexemes a double cannot keep, and on deep nesting', () => {
+    for (const text of [
+      '{"b":12345678901234567891,"a":1}',
+      '[1.0, 1, -0, 0, 1e2, 100, 1E400, 0.1, 5e-324]',
+      '{"id":"order-123456789012345678901","n":3}',
+      `${'['.repeat(100)}1${']'.repeat(100)}`,
+      `${'{"a":'.repeat(600)}1${'}'.repeat(600)}`,
+    ]) {
+      expect(canonicalJson(text)).toBe(parseCanonical(text));
+    }
+  });
+});

@@ -278,25 +278,33 @@ export class IdempotencyEngine {
   }
 
   /** A store call bounded by the store timeout; backend failures become `store_unavailable`. */
-  private async call<R>(operation: string, key: string, fn: () => Promise<R>): Promise<R> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
+  private call<R>(operation: string, key: string, fn: () => Promise<R>): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      const timer = setTimeout(
         () =>
           reject(
             storeUnavailable(this.store.name, key, `${operation} timed out after ${this.storeTimeoutMs} ms`),
           ),
         this.storeTimeoutMs,
       );
+      const settle = (value: R) => {
+        clearTimeout(timer);
+        resolve(value);
+      };
+      const fail = (error: unknown) => {
+        clearTimeout(timer);
+        reject(
+          isIdempotencyError(error)
+            ? error
+            : storeUnavailable(this.store.name, key, `${operation} failed`, error),
+        );
+      };
+      try {
+        fn().then(settle, fail);
+      } catch (error) {
+        fail(error);
+      }
     });
-    try {
-      return await Promise.race([fn(), timeout]);
-    } catch (error) {
-      if (isIdempotencyError(error)) throw error;
-      throw storeUnavailable(this.store.name, key, `${operation} failed`, error);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   private emit(event: Omit<IdempotencyEvent, 'store'>): void {
@@ -311,7 +319,8 @@ export class IdempotencyEngine {
 
 class RunningOperation implements Operation {
   completedByWork = false;
-  private readonly controller = new AbortController();
+  // Created on first use: most work never looks at the signal, and an AbortController is not free.
+  private controller: AbortController | undefined;
   constructor(
     readonly storageKey: string,
     readonly token: string,
@@ -321,12 +330,14 @@ class RunningOperation implements Operation {
     readonly claimed: boolean,
   ) {}
   get signal(): AbortSignal {
+    this.controller ??= new AbortController();
     return this.controller.signal;
   }
   markCompleted(): void {
     this.completedByWork = true;
   }
   loseLease(): void {
+    this.controller ??= new AbortController();
     this.controller.abort(new IdempotencyError('in_flight', 'the lease was lost to another holder'));
   }
 }

@@ -15,7 +15,6 @@ export interface FingerprintInput {
 }
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
-const encoder = new TextEncoder();
 
 /** Whether a content type is JSON (`application/json`, `application/problem+json`, ...). */
 export function isJsonContentType(contentType: string | null | undefined): boolean {
@@ -30,21 +29,18 @@ export function isJsonContentType(contentType: string | null | undefined): boole
  * JSON but is not valid JSON is hashed as raw bytes.
  */
 export async function fingerprint(input: FingerprintInput): Promise<string> {
-  const head: string[] = [input.method.toUpperCase(), input.path];
-  for (const [name, value] of input.headers ?? []) head.push(name.toLowerCase(), value);
+  const fields: string[] = [input.method.toUpperCase(), input.path];
+  for (const [name, value] of input.headers ?? []) fields.push(name.toLowerCase(), value);
   let body: string | Uint8Array = input.body;
   if (isJsonContentType(input.contentType) && input.body.length > 0) {
     const canonical = canonicalBody(input.body);
     if (canonical !== null) body = `json:${canonical}`;
   }
   // The head as a JSON array, one line: no path or header value can pass for another field or for the
-  // start of the body, whatever characters it holds.
-  const headBytes = encoder.encode(`${JSON.stringify(head)}\n`);
-  const bodyBytes = typeof body === 'string' ? encoder.encode(body) : prefixRaw(body);
-  const all = new Uint8Array(headBytes.length + bodyBytes.length);
-  all.set(headBytes, 0);
-  all.set(bodyBytes, headBytes.length);
-  return sha256Hex(all);
+  // start of the body, whatever characters it holds. Raw bodies are marked so that a raw body can never
+  // hash like the canonical form of a JSON one.
+  const head = `${JSON.stringify(fields)}\n`;
+  return typeof body === 'string' ? sha256Hex(head, body) : sha256Hex(head, 'raw:', body);
 }
 
 function canonicalBody(body: Uint8Array): string | null {
@@ -53,12 +49,4 @@ function canonicalBody(body: Uint8Array): string | null {
   } catch {
     return null; // not UTF-8
   }
-}
-
-// Raw bodies are marked so that a raw body can never hash like the canonical form of a JSON one.
-function prefixRaw(body: Uint8Array): Uint8Array {
-  const out = new Uint8Array(body.length + 4);
-  out.set([0x72, 0x61, 0x77, 0x3a], 0); // "raw:"
-  out.set(body, 4);
-  return out;
 }

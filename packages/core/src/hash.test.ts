@@ -35,3 +35,11 @@ describe('storageKey', () => {
     expect(await storageKey('k', '')).toBe(await storageKey('k'));
   });
 });
+
+describe('sha256Hex of parts', () => {
+  it('hashes parts as their concatenation, on both paths', async () => {
+    const whole = await sha256Hex('head\nraw:\u0001\u0002');
+    expect(await sha256Hex('head\n', 'raw:', new Uint8Array([1, 2]))).toBe(whole);
+    expect(await webCryptoSha256Hex('head\n', 'raw:', new Uint8Array([1, 2]))).toBe(whole);
+  });
+});

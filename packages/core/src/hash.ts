@@ -13,15 +13,28 @@ const builtinCrypto = (
 ).process?.getBuiltinModule?.('node:crypto') as { createHash?: (algorithm: string) => SyncHash } | undefined;
 const createHash = typeof builtinCrypto?.createHash === 'function' ? builtinCrypto.createHash : null;
 
-/** SHA-256 of `data` (a string is hashed as UTF-8), as lower-case hex. Runs on every runtime. */
-export async function sha256Hex(data: string | Uint8Array): Promise<string> {
-  if (createHash) return createHash('sha256').update(data).digest('hex');
-  return webCryptoSha256Hex(data);
+/**
+ * SHA-256 of `data`, or of its parts one after the other (strings are hashed as UTF-8), as lower-case
+ * hex. Runs on every runtime.
+ */
+export async function sha256Hex(...data: Array<string | Uint8Array>): Promise<string> {
+  if (createHash) {
+    const hash = createHash('sha256');
+    for (const part of data) hash.update(part);
+    return hash.digest('hex');
+  }
+  return webCryptoSha256Hex(...data);
 }
 
 /** SHA-256 through Web Crypto (exported for tests, so both paths are checked). */
-export async function webCryptoSha256Hex(data: string | Uint8Array): Promise<string> {
-  const bytes = typeof data === 'string' ? encoder.encode(data) : data;
+export async function webCryptoSha256Hex(...data: Array<string | Uint8Array>): Promise<string> {
+  const parts = data.map((part) => (typeof part === 'string' ? encoder.encode(part) : part));
+  const bytes = new Uint8Array(parts.reduce((length, part) => length + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    bytes.set(part, offset);
+    offset += part.length;
+  }
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
   let hex = '';
   for (const byte of digest) hex += byte.toString(16).padStart(2, '0');
