@@ -92,7 +92,12 @@ export function testStore(options: StoreTestOptions): void {
         const before = Date.now();
         expect(await store.acquire(key, claim)).toEqual({ acquired: true });
         const record = await store.get(key);
-        expect(record).toMatchObject({ state: 'in_flight', fingerprint: 'fp-a', token: claim.token, response: null });
+        expect(record).toMatchObject({
+          state: 'in_flight',
+          fingerprint: 'fp-a',
+          token: claim.token,
+          response: null,
+        });
         // Store clocks may differ a little from this process's clock.
         expect(record!.leaseExpiresAt).toBeGreaterThan(before + LONG - 5_000);
         expect(record!.leaseExpiresAt).toBeLessThan(before + LONG + 5_000);
@@ -114,7 +119,10 @@ export function testStore(options: StoreTestOptions): void {
         const first = makeClaim('fp-a');
         await store.acquire(key, first);
         const result = await store.acquire(key, makeClaim('fp-b'));
-        expect(result).toMatchObject({ acquired: false, record: { fingerprint: 'fp-a', token: first.token } });
+        expect(result).toMatchObject({
+          acquired: false,
+          record: { fingerprint: 'fp-a', token: first.token },
+        });
       });
 
       it('lets exactly one of 50 parallel claims on one key win', async () => {
@@ -133,7 +141,9 @@ export function testStore(options: StoreTestOptions): void {
       it('lets exactly one of 50 parallel claims win on each of 20 keys', async () => {
         const keys = Array.from({ length: 20 }, () => uniqueKey('many'));
         const results = await Promise.all(
-          keys.flatMap((key) => Array.from({ length: 50 }, () => store.acquire(key, makeClaim('fp-a')).then((r) => ({ key, r })))),
+          keys.flatMap((key) =>
+            Array.from({ length: 50 }, () => store.acquire(key, makeClaim('fp-a')).then((r) => ({ key, r }))),
+          ),
         );
         for (const key of keys) {
           expect(results.filter(({ key: k, r }) => k === key && r.acquired)).toHaveLength(1);
@@ -158,7 +168,10 @@ export function testStore(options: StoreTestOptions): void {
         await store.acquire(key, first);
         await sleep(leaseMs + 150);
         const result = await store.acquire(key, makeClaim('fp-b'));
-        expect(result).toMatchObject({ acquired: false, record: { fingerprint: 'fp-a', token: first.token } });
+        expect(result).toMatchObject({
+          acquired: false,
+          record: { fingerprint: 'fp-a', token: first.token },
+        });
       });
 
       it('never takes over a completed record, whatever the fingerprint', async () => {
@@ -185,7 +198,11 @@ export function testStore(options: StoreTestOptions): void {
         expect(await store.complete(key, stale.token, makeResponse(), LONG)).toBe(false);
         expect(await store.release(key, stale.token, LONG)).toBe(false);
         expect(await store.extend(key, stale.token, LONG)).toBe(false);
-        expect(await store.get(key)).toMatchObject({ state: 'in_flight', token: fresh.token, response: null });
+        expect(await store.get(key)).toMatchObject({
+          state: 'in_flight',
+          token: fresh.token,
+          response: null,
+        });
         expect(await store.complete(key, fresh.token, makeResponse(), LONG)).toBe(true);
       });
 
@@ -258,7 +275,9 @@ export function testStore(options: StoreTestOptions): void {
         const claim = makeClaim('fp-a');
         await store.acquire(key, claim);
         await store.release(key, claim.token, LONG);
-        const results = await Promise.all(Array.from({ length: 50 }, () => store.acquire(key, makeClaim('fp-a'))));
+        const results = await Promise.all(
+          Array.from({ length: 50 }, () => store.acquire(key, makeClaim('fp-a'))),
+        );
         expect(results.filter((result) => result.acquired)).toHaveLength(1);
       });
     });
@@ -358,7 +377,12 @@ export function testStore(options: StoreTestOptions): void {
 
       it('keeps the omitted-body marker', async () => {
         for (const omitted of ['too_large', 'streaming'] as const) {
-          const response: StoredResponse = { status: 200, headers: [['content-type', 'text/plain']], body: new Uint8Array(0), omitted };
+          const response: StoredResponse = {
+            status: 200,
+            headers: [['content-type', 'text/plain']],
+            body: new Uint8Array(0),
+            omitted,
+          };
           expect((await roundTrip(response))?.response).toEqual(response);
         }
       });
@@ -385,7 +409,8 @@ export function testStore(options: StoreTestOptions): void {
         const base = uniqueKey('near');
         const keys = [base + 'a', base + 'b', base + 'A', base + 'a ', base];
         const claims = keys.map(() => makeClaim());
-        for (const [i, key] of keys.entries()) expect((await store.acquire(key, claims[i]!)).acquired).toBe(true);
+        for (const [i, key] of keys.entries())
+          expect((await store.acquire(key, claims[i]!)).acquired).toBe(true);
         await store.complete(keys[0]!, claims[0]!.token, makeResponse(), LONG);
         await store.release(keys[1]!, claims[1]!.token, LONG);
         await store.delete(keys[2]!);

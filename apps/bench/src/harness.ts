@@ -1,0 +1,89 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const tsx = fileURLToPath(new URL('../node_modules/.bin/tsx', import.meta.url));
+
+/** Cores to pin the server and the load generator to, when the machine has two or more. */
+export const PINNING = { server: '0', generator: '1' };
+
+function pinned(args: string[], core: string): [string, string[]] {
+  return process.platform === 'linux' ? ['taskset', ['-c', core, ...args]] : [args[0]!, args.slice(1)];
+}
+
+/** A benchmark server child process, pinned to the server core. */
+export interface ServerProcess {
+  url: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+export async function startServer(
+  framework: string,
+  store: string,
+  mode: 'bare' | 'idem',
+): Promise<ServerProcess> {
+  const [command, args] = pinned([tsx, `${here}server.ts`, framework, store, mode], PINNING.server);
+  const child = spawn(command, args, {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, NODE_ENV: 'production', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+  });
+  const lines = createInterface({ input: child.stdout! });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('exit', (code) =>
+      reject(new Error(`${framework}/${store}/${mode} server exited with ${code}`)),
+    );
+    lines.on('line', (line) => {
+      const match = /^READY (\d+)$/.exec(line);
+      if (match) resolve(Number(match[1]));
+    });
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    child,
+    async stop() {
+      child.kill('SIGTERM');
+      if (child.exitCode === null) await once(child, 'exit');
+    },
+  };
+}
+
+/** What one load slice measured. */
+export interface LoadResult {
+  requests: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+  generatorCpu: number;
+}
+
+/** Run one load slice in a separate, pinned process. */
+export async function runLoad(
+  url: string,
+  seconds: number,
+  keys: 'unique' | 'one' | 'none',
+  connections: number,
+): Promise<LoadResult> {
+  const [command, args] = pinned(
+    [tsx, `${here}load.ts`, `${url}/orders`, String(seconds), keys, String(connections)],
+    PINNING.generator,
+  );
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let output = '';
+  child.stdout!.on('data', (chunk) => {
+    output += chunk;
+  });
+  const [code] = await once(child, 'exit');
+  if (code !== 0) throw new Error(`load generator exited with ${code}`);
+  return JSON.parse(output.trim().split('\n').at(-1)!) as LoadResult;
+}
+
+/** Store round trips the idem server made so far. */
+export async function storeCalls(url: string): Promise<number> {
+  const response = await fetch(`${url}/__calls`);
+  return ((await response.json()) as { calls: number }).calls;
+}

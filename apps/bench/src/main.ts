@@ -1,0 +1,121 @@
+/**
+ * idem against the bare framework. For each framework and store: the same `POST /orders` route bare
+ * and behind idem, loaded in alternating short slices (bare, idem, bare, idem, ...) by autocannon in a
+ * separate process, server and generator pinned to different cores. Reports throughput, p50/p99 and the
+ * idem/bare ratio per pair with its median (machine noise hits both sides of a pair alike), plus the
+ * store round trips per request read from the store's own call counter.
+ *
+ *   pnpm bench            quick: every framework on memory, Fastify on every store (< 3 min)
+ *   pnpm bench --full     every framework on every store, more and longer slices
+ *   options: --frameworks fastify,hono --stores memory,redis --pairs N --seconds S --connections C --out FILE
+ */
+import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { parseArgs } from 'node:util';
+import { dynamodbEndpoint, postgresUrl, redisUrl } from '@idem/test-services';
+import { type LoadResult, runLoad, type ServerProcess, startServer, storeCalls } from './harness.js';
+import { type Row, renderResults } from './results.js';
+
+const { values } = parseArgs({
+  allowPositionals: true, // a stray `--` from `pnpm bench -- ...`
+  options: {
+    full: { type: 'boolean', default: false },
+    frameworks: { type: 'string' },
+    stores: { type: 'string' },
+    pairs: { type: 'string' },
+    seconds: { type: 'string' },
+    connections: { type: 'string', default: '50' },
+    out: { type: 'string', default: new URL('../RESULTS.md', import.meta.url).pathname },
+  },
+});
+
+const FRAMEWORKS = ['fastify', 'hono', 'express'];
+const STORES = ['memory', 'redis', 'postgres', 'dynamodb'];
+const pick = (list: string | undefined, all: string[]) =>
+  list ? list.split(',').filter((x) => all.includes(x)) : null;
+const frameworks = pick(values.frameworks, FRAMEWORKS) ?? FRAMEWORKS;
+const stores = pick(values.stores, STORES) ?? (values.full ? STORES : STORES);
+const combos = frameworks.flatMap((framework) =>
+  stores
+    .filter((store) => values.full || values.stores || store === 'memory' || framework === 'fastify')
+    .map((store) => ({ framework, store })),
+);
+const pairs = Number(values.pairs ?? (values.full ? 5 : 2));
+const seconds = Number(values.seconds ?? (values.full ? 3 : 2));
+const connections = Number(values.connections);
+
+process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true';
+if (combos.some(({ store }) => store === 'redis')) process.env['IDEM_REDIS_URL'] ??= await redisUrl();
+if (combos.some(({ store }) => store === 'postgres')) process.env['IDEM_PG_URL'] ??= await postgresUrl();
+if (combos.some(({ store }) => store === 'dynamodb'))
+  process.env['IDEM_DYNAMODB_ENDPOINT'] ??= await dynamodbEndpoint();
+
+const median = (xs: number[]) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+const rows: Row[] = [];
+const started = Date.now();
+for (const { framework, store } of combos) {
+  let bare: ServerProcess | undefined;
+  let idem: ServerProcess | undefined;
+  try {
+    [bare, idem] = [await startServer(framework, store, 'bare'), await startServer(framework, store, 'idem')];
+    for (const scenario of ['new keys', 'replays'] as const) {
+      const keys = scenario === 'new keys' ? 'unique' : 'one';
+      await runLoad(bare.url, 1, 'none', connections); // warm-up, not measured
+      await runLoad(idem.url, 1, keys, connections);
+      const bareRuns: LoadResult[] = [];
+      const idemRuns: LoadResult[] = [];
+      let idemCalls = 0;
+      for (let pair = 0; pair < pairs; pair++) {
+        bareRuns.push(await runLoad(bare.url, seconds, 'none', connections));
+        const before = await storeCalls(idem.url);
+        const run = await runLoad(idem.url, seconds, keys, connections);
+        idemCalls += (await storeCalls(idem.url)) - before - 0;
+        idemRuns.push(run);
+      }
+      const ratios = idemRuns.map((run, i) => run.rps / bareRuns[i]!.rps);
+      const idemRequests = idemRuns.reduce((sum, run) => sum + run.requests, 0);
+      const row: Row = {
+        framework,
+        store,
+        scenario,
+        bareRps: median(bareRuns.map((run) => run.rps)),
+        idemRps: median(idemRuns.map((run) => run.rps)),
+        ratios,
+        ratio: median(ratios),
+        bareP50: median(bareRuns.map((run) => run.p50)),
+        bareP99: median(bareRuns.map((run) => run.p99)),
+        idemP50: median(idemRuns.map((run) => run.p50)),
+        idemP99: median(idemRuns.map((run) => run.p99)),
+        roundTrips: idemCalls / idemRequests,
+        generatorCpu: Math.max(...bareRuns.concat(idemRuns).map((run) => run.generatorCpu)),
+        failures: bareRuns.concat(idemRuns).reduce((sum, run) => sum + run.non2xx + run.errors, 0),
+      };
+      rows.push(row);
+      console.log(
+        `${framework.padEnd(8)} ${store.padEnd(9)} ${scenario.padEnd(9)} bare ${row.bareRps.toFixed(0).padStart(6)} ` +
+          `idem ${row.idemRps.toFixed(0).padStart(6)} ratio ${row.ratio.toFixed(3)} (${ratios.map((r) => r.toFixed(3)).join(' ')}) ` +
+          `rt/req ${row.roundTrips.toFixed(2)} gen-cpu ${(row.generatorCpu * 100).toFixed(0)}% failures ${row.failures}`,
+      );
+    }
+  } finally {
+    await bare?.stop();
+    await idem?.stop();
+  }
+}
+
+const markdown = renderResults(rows, {
+  mode: values.full ? 'full' : 'quick',
+  pairs,
+  seconds,
+  connections,
+  cpu: cpus()[0]?.model ?? 'unknown',
+  cores: cpus().length,
+  durationSeconds: Math.round((Date.now() - started) / 1000),
+});
+writeFileSync(values.out, markdown);
+console.log(`\nwrote ${values.out} in ${Math.round((Date.now() - started) / 1000)} s`);

@@ -1,0 +1,73 @@
+import { createRequire } from 'node:module';
+
+/** One framework x store x scenario line of the results. */
+export interface Row {
+  framework: string;
+  store: string;
+  scenario: 'new keys' | 'replays';
+  bareRps: number;
+  idemRps: number;
+  /** idem/bare throughput of each pair, in run order. */
+  ratios: number[];
+  /** Median of `ratios`. */
+  ratio: number;
+  bareP50: number;
+  bareP99: number;
+  idemP50: number;
+  idemP99: number;
+  /** Store calls per idem request, from the store's own counter. */
+  roundTrips: number;
+  /** Highest CPU share of one core the load generator used in any slice (1 = saturated). */
+  generatorCpu: number;
+  /** Non-2xx responses and errors over all slices. */
+  failures: number;
+}
+
+const require = createRequire(import.meta.url);
+const version = (name: string) => {
+  try {
+    return (require(`${name}/package.json`) as { version: string }).version;
+  } catch {
+    return '?';
+  }
+};
+
+/** RESULTS.md: machine, versions, date, and the table. */
+export function renderResults(
+  rows: Row[],
+  run: {
+    mode: string;
+    pairs: number;
+    seconds: number;
+    connections: number;
+    cpu: string;
+    cores: number;
+    durationSeconds: number;
+  },
+): string {
+  const fmt = (n: number, digits = 0) => n.toFixed(digits);
+  const lines = [
+    '# Benchmark results',
+    '',
+    `Measured ${new Date().toISOString().slice(0, 10)} with \`pnpm bench${run.mode === 'full' ? ' --full' : ''}\` (${run.durationSeconds} s).`,
+    '',
+    `- Machine: ${run.cpu}, ${run.cores} cores; server pinned to core 0, autocannon to core 1 (\`taskset\`).`,
+    `- Node ${process.version}; fastify ${version('fastify')}, hono ${version('hono')}, express ${version('express')}, autocannon ${version('autocannon')}.`,
+    `- ${run.pairs} pairs of ${run.seconds} s slices per line, bare and idem alternating (A B A B), ${run.connections} connections, after a 1 s warm-up of each.`,
+    '- `POST /orders` with a small JSON body; new keys: a fresh `Idempotency-Key` per request; replays: one key for all.',
+    '- ratio = idem req/s / bare req/s within a pair; the table shows the median over pairs (each pair in brackets).',
+    "- round trips = store calls per idem request, from the store's own counter in the same run (2 new, 1 replay).",
+    "- gen CPU = the load generator's highest use of its core; near 100% means the generator, not the server, was the limit.",
+    '',
+    '| framework | store | scenario | bare req/s | idem req/s | ratio (pairs) | bare p50/p99 ms | idem p50/p99 ms | round trips | gen CPU | failures |',
+    '|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|',
+    ...rows.map(
+      (row) =>
+        `| ${row.framework} | ${row.store} | ${row.scenario} | ${fmt(row.bareRps)} | ${fmt(row.idemRps)} | ` +
+        `**${fmt(row.ratio, 3)}** (${row.ratios.map((r) => fmt(r, 2)).join(', ')}) | ${row.bareP50}/${row.bareP99} | ` +
+        `${row.idemP50}/${row.idemP99} | ${fmt(row.roundTrips, 2)} | ${fmt(row.generatorCpu * 100)}% | ${row.failures} |`,
+    ),
+    '',
+  ];
+  return lines.join('\n');
+}

@@ -1,0 +1,64 @@
+/**
+ * One benchmark server: `tsx server.ts <framework> <store> <bare|idem>`. Serves `POST /orders` (a small
+ * JSON order, 201) either bare or behind idem, and `GET /__calls` (store round trips so far). Prints
+ * `READY <port>` once listening on 127.0.0.1.
+ */
+import { createServer } from 'node:http';
+import { serve } from '@hono/node-server';
+import { isStoreName, openStore } from '@idem/demo/stores';
+import { idempotency as expressIdempotency } from '@idem/express';
+import { idempotency as fastifyIdempotency } from '@idem/fastify';
+import { idempotency as honoIdempotency } from '@idem/hono';
+import express from 'express';
+import Fastify from 'fastify';
+import { Hono } from 'hono';
+import { countingStore } from './counting-store.js';
+
+export const FRAMEWORKS = ['fastify', 'hono', 'express'] as const;
+export type Framework = (typeof FRAMEWORKS)[number];
+
+const [framework, storeName, mode] = process.argv.slice(2) as [Framework, string, 'bare' | 'idem'];
+if (!FRAMEWORKS.includes(framework) || !isStoreName(storeName) || (mode !== 'bare' && mode !== 'idem')) {
+  throw new Error('usage: server.ts <fastify|hono|express> <memory|redis|postgres|dynamodb> <bare|idem>');
+}
+
+const backend = mode === 'idem' ? await openStore(storeName) : null;
+const counted = backend ? countingStore(backend.store) : null;
+const options = counted ? { store: counted.store } : null;
+let orders = 0;
+const order = (body: unknown) => ({ id: `ord_${++orders}`, status: 'created', order: body });
+const calls = () => ({ calls: counted?.calls() ?? 0 });
+
+let port: number;
+if (framework === 'fastify') {
+  const app = Fastify();
+  if (options) await app.register(fastifyIdempotency, options);
+  app.post('/orders', async (request, reply) => reply.code(201).send(order(request.body)));
+  app.get('/__calls', async () => calls());
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  port = (app.server.address() as { port: number }).port;
+} else if (framework === 'express') {
+  const app = express();
+  app.use(express.json());
+  if (options) app.use(expressIdempotency(options));
+  app.post('/orders', (req, res) => {
+    res.status(201).json(order(req.body));
+  });
+  app.get('/__calls', (_req, res) => {
+    res.json(calls());
+  });
+  const server = createServer(app);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as { port: number }).port;
+} else {
+  const app = new Hono();
+  if (options) app.use('/orders', honoIdempotency(options));
+  app.post('/orders', async (c) => c.json(order(await c.req.json()), 201));
+  app.get('/__calls', (c) => c.json(calls()));
+  port = await new Promise<number>((resolve) => {
+    serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info) => resolve(info.port));
+  });
+}
+console.log(`READY ${port}`);
+// Exit through process.exit so that `node --cpu-prof` writes its profile.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(0));
