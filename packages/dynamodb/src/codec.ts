@@ -2,7 +2,8 @@ import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import {
   IdempotencyError,
   type IdempotencyRecord,
-  type OmittedBody,
+  isHeaderPairs,
+  isOmittedBody,
   type RecordState,
   type StoredResponse,
 } from '@idem/core';
@@ -47,7 +48,6 @@ export const DEFAULT_ATTRIBUTE_NAMES: Readonly<DynamoDBAttributeNames> = Object.
 export type Item = Record<string, AttributeValue>;
 
 const STATES: ReadonlySet<string> = new Set<RecordState>(['in_flight', 'completed', 'failed']);
-const OMITTED: ReadonlySet<string> = new Set<OmittedBody>(['too_large', 'streaming']);
 const ENCODINGS: ReadonlySet<string> = new Set<BodyEncoding>(['gzip']);
 
 class Corrupt extends Error {}
@@ -144,8 +144,8 @@ async function decodeResponse(value: AttributeValue | undefined, name: string): 
   const response: StoredResponse = { status, headers, body };
   if (map['omitted'] !== undefined) {
     const omitted = string(map['omitted'], `${name}.omitted`);
-    if (!OMITTED.has(omitted)) throw new Corrupt(`unknown omitted marker ${omitted}`);
-    response.omitted = omitted as OmittedBody;
+    if (!isOmittedBody(omitted)) throw new Corrupt(`unknown omitted marker ${omitted}`);
+    response.omitted = omitted;
   }
   return response;
 }
@@ -157,17 +157,8 @@ function decodeHeaders(json: string): Array<[string, string]> {
   } catch {
     throw new Corrupt('headers are not JSON');
   }
-  const valid =
-    Array.isArray(parsed) &&
-    parsed.every(
-      (pair) =>
-        Array.isArray(pair) &&
-        pair.length === 2 &&
-        typeof pair[0] === 'string' &&
-        typeof pair[1] === 'string',
-    );
-  if (!valid) throw new Corrupt('headers are not a list of name/value pairs');
-  return parsed as Array<[string, string]>;
+  if (!isHeaderPairs(parsed)) throw new Corrupt('headers are not a list of name/value pairs');
+  return parsed;
 }
 
 function string(value: AttributeValue | undefined, name: string): string {

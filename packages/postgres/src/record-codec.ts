@@ -1,8 +1,10 @@
 import {
-  IdempotencyError,
+  type IdempotencyError,
   type IdempotencyRecord,
-  type OmittedBody,
+  isHeaderPairs,
+  isOmittedBody,
   type RecordState,
+  recordCorrupt,
   type StoredResponse,
 } from '@idem/core';
 
@@ -20,7 +22,6 @@ export interface RecordRow {
 }
 
 const STATES: ReadonlySet<string> = new Set<RecordState>(['in_flight', 'completed', 'failed']);
-const OMITTED: ReadonlySet<string> = new Set<OmittedBody>(['too_large', 'streaming']);
 
 /** The `headers` column value: a JSON array of `[name, value]` pairs, order and repeats kept. */
 export function encodeHeaders(headers: StoredResponse['headers']): string {
@@ -57,8 +58,8 @@ function decodeResponse(row: RecordRow, key: string): StoredResponse {
     body: new Uint8Array(body.buffer, body.byteOffset, body.byteLength),
   };
   if (omitted !== null) {
-    if (typeof omitted !== 'string' || !OMITTED.has(omitted)) throw corrupt(key, 'unknown omitted marker');
-    response.omitted = omitted as OmittedBody;
+    if (!isOmittedBody(omitted)) throw corrupt(key, 'unknown omitted marker');
+    response.omitted = omitted;
   }
   return response;
 }
@@ -67,21 +68,6 @@ function isTime(value: unknown): value is number {
   return typeof value === 'number' && Number.isFinite(value);
 }
 
-function isHeaderPairs(value: unknown): value is Array<[string, string]> {
-  return (
-    Array.isArray(value) &&
-    value.every(
-      (pair) =>
-        Array.isArray(pair) &&
-        pair.length === 2 &&
-        typeof pair[0] === 'string' &&
-        typeof pair[1] === 'string',
-    )
-  );
-}
-
 function corrupt(key: string, why: string): IdempotencyError {
-  return new IdempotencyError('record_corrupt', `[postgres] record ${key} cannot be read: ${why}`, {
-    details: { store: 'postgres', key },
-  });
+  return recordCorrupt('postgres', key, why);
 }

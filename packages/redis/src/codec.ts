@@ -1,4 +1,4 @@
-import type { IdempotencyRecord, OmittedBody, RecordState, StoredResponse } from '@idem/core';
+import { type IdempotencyRecord, isOmittedBody, type RecordState, type StoredResponse } from '@idem/core';
 import { RECORD_FORMAT } from './scripts.js';
 
 /**
@@ -27,7 +27,6 @@ export class RecordFormatError extends Error {
 }
 
 const STATES: ReadonlySet<string> = new Set<RecordState>(['in_flight', 'completed', 'failed']);
-const OMITTED: ReadonlySet<string> = new Set<OmittedBody>(['too_large', 'streaming']);
 const EPOCH_MS = /^\d{1,16}$/;
 const STATUS = /^[1-9]\d\d$/;
 
@@ -100,8 +99,8 @@ function decodeResponse(fields: Map<string, Buffer>, text: (name: string) => str
   };
   const omitted = fields.get('o')?.toString('utf8');
   if (omitted !== undefined) {
-    if (!OMITTED.has(omitted)) throw new RecordFormatError('has an unknown omitted-body marker (field o)');
-    response.omitted = omitted as OmittedBody;
+    if (!isOmittedBody(omitted)) throw new RecordFormatError('has an unknown omitted-body marker (field o)');
+    response.omitted = omitted;
   }
   return response;
 }
