@@ -226,3 +226,86 @@ describe('FaultProxy', () => {
     expect(after.error()?.code).toBe('ECONNREFUSED');
   });
 });
+
+describe('FaultProxy.dropResponses', () => {
+  // A tiny request/response server: it records every request it gets, then answers `ok:<request>`.
+  let server: net.Server;
+  let serverPort: number;
+  const seen: string[] = [];
+  const sockets = new Set<net.Socket>();
+
+  beforeAll(async () => {
+    server = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => {});
+      socket.on('data', (chunk: Buffer) => {
+        seen.push(chunk.toString());
+        socket.write(`ok:${chunk.toString()};`);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    serverPort = (server.address() as net.AddressInfo).port;
+  });
+  afterAll(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  /** Waits until the server has seen `request`, or fails after `ms`. */
+  async function serverSaw(request: string, ms = 2_000) {
+    const deadline = Date.now() + ms;
+    while (!seen.includes(request)) {
+      if (Date.now() > deadline) throw new Error(`the server never saw ${request}; saw ${seen.join(', ')}`);
+      await sleep(5);
+    }
+  }
+
+  it('lets the request reach the server, then resets the client before the response', async () => {
+    proxy = await FaultProxy.start({ host: '127.0.0.1', port: serverPort });
+    proxy.dropResponses(1);
+    const client = await connect();
+    client.socket.write('order-1');
+    await client.closed;
+    expect(seen).toContain('order-1');
+    expect(client.received()).toBe('');
+    expect(client.error()?.code).toBe('ECONNRESET');
+    expect(proxy.stats()).toMatchObject({ dropped: 1, cut: 0 });
+  });
+
+  it('draws once per response, on a connection that carries several', async () => {
+    proxy = await FaultProxy.start({ host: '127.0.0.1', port: serverPort });
+    const draws = [0.9, 0.1];
+    let calls = 0;
+    proxy.dropResponses(0.5, () => {
+      calls++;
+      return draws.shift() ?? 0;
+    });
+    const client = await connect();
+    client.socket.write('first');
+    await client.until('ok:first;');
+    client.socket.write('second');
+    await client.closed;
+    await serverSaw('second');
+    expect(client.received()).toBe('ok:first;');
+    expect(client.error()?.code).toBe('ECONNRESET');
+    expect(calls).toBe(2);
+    expect(proxy.stats().dropped).toBe(1);
+  });
+
+  it('never drops at probability 0 or after restore(), and rejects a probability outside [0, 1]', async () => {
+    proxy = await FaultProxy.start({ host: '127.0.0.1', port: serverPort });
+    proxy.dropResponses(0);
+    const client = await connect();
+    client.socket.write('a');
+    await client.until('ok:a;');
+    proxy.dropResponses(1);
+    proxy.restore();
+    client.socket.write('b');
+    await client.until('ok:b;');
+    expect(proxy.stats().dropped).toBe(0);
+    expect(() => proxy.dropResponses(1.5)).toThrow(RangeError);
+    expect(() => proxy.dropResponses(Number.NaN)).toThrow(RangeError);
+    client.socket.destroy();
+  });
+});

@@ -14,6 +14,8 @@ export interface ProxyStats {
   refused: number;
   /** Connections destroyed by `cut()`. */
   cut: number;
+  /** Connections destroyed by `dropResponses` as a response's first bytes arrived (one per response lost). */
+  dropped: number;
   /** Forwarded connections open right now. */
   active: number;
   /** Bytes forwarded client -> target and target -> client. */
@@ -33,14 +35,18 @@ export interface ProxyStats {
  * - {@link stall}: forward nothing and answer nothing, but keep every socket open (a silent network);
  *   what arrives meanwhile is held and delivered in order when the stall ends, as TCP retransmission
  *   would after a partition heals.
+ * - {@link dropResponses}: let requests through, and reset some connections as their response begins
+ *   (the server did the work, the client never hears of it).
  * - {@link restore}: all of the above off.
  */
 export class FaultProxy {
   private refusing = false;
   private stalled = false;
   private delayMs = 0;
+  private dropProbability = 0;
+  private dropRandom: () => number = Math.random;
   private readonly links = new Set<Link>();
-  private readonly counters = { accepted: 0, refused: 0, cut: 0, bytesUp: 0, bytesDown: 0 };
+  private readonly counters = { accepted: 0, refused: 0, cut: 0, dropped: 0, bytesUp: 0, bytesDown: 0 };
 
   private constructor(
     private readonly server: net.Server,
@@ -105,10 +111,29 @@ export class FaultProxy {
     if (!on) for (const link of this.links) link.pump();
   }
 
-  /** Back to a plain forwarder: no refusal, no latency, no stall (held data is delivered). */
+  /**
+   * From now on, when a response starts to arrive from the target, reset both sockets instead of
+   * forwarding it, with `probability` (0: never, 1: always) drawn from `random` once per response. The
+   * request did reach the target, which has already processed it: this is the lost response of a
+   * dropped link or a proxy timing out, the case retries with one idempotency key exist for.
+   *
+   * A response is the target's first bytes after the client last sent some, so this fits
+   * request/response protocols without pipelining (HTTP/1.1, Redis, PostgreSQL); bytes the target sends
+   * before the client said anything (a greeting) are never dropped.
+   */
+  dropResponses(probability: number, random: () => number = Math.random): void {
+    if (!(probability >= 0 && probability <= 1)) {
+      throw new RangeError(`[torture] drop probability must be within [0, 1], got ${probability}`);
+    }
+    this.dropProbability = probability;
+    this.dropRandom = random;
+  }
+
+  /** Back to a plain forwarder: no refusal, no latency, no stall (held data is delivered), no drops. */
   restore(): void {
     this.refusing = false;
     this.delayMs = 0;
+    this.dropProbability = 0;
     this.stall(false);
   }
 
@@ -139,6 +164,11 @@ export class FaultProxy {
     const link = new Link(client, upstream, {
       delayMs: () => this.delayMs,
       stalled: () => this.stalled,
+      dropResponse: () => {
+        if (this.dropProbability === 0 || this.dropRandom() >= this.dropProbability) return false;
+        this.counters.dropped++;
+        return true;
+      },
       forwarded: (direction, bytes) => {
         if (direction === 'up') this.counters.bytesUp += bytes;
         else this.counters.bytesDown += bytes;
@@ -152,6 +182,8 @@ export class FaultProxy {
 interface LinkControl {
   delayMs(): number;
   stalled(): boolean;
+  /** A response starts to arrive: whether to reset the link instead of forwarding it. */
+  dropResponse(): boolean;
   forwarded(direction: 'up' | 'down', bytes: number): void;
   closed(): void;
 }
@@ -167,6 +199,17 @@ class Link {
     private readonly upstream: net.Socket,
     control: LinkControl,
   ) {
+    // Registered before the pipes' listeners, so that a dropped response's first chunk is never queued
+    // for the client: the reset clears the pipes, and the down pipe then finds its client destroyed.
+    let requestSent = false;
+    client.on('data', () => {
+      requestSent = true;
+    });
+    upstream.on('data', () => {
+      if (!requestSent) return;
+      requestSent = false;
+      if (control.dropResponse()) this.reset();
+    });
     this.up = new Pipe(client, upstream, control, 'up');
     this.down = new Pipe(upstream, client, control, 'down');
     // An error on one side (a refused upstream, a reset) is passed on as a reset of the other side, as
