@@ -1,9 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
+const benchDir = fileURLToPath(new URL('..', import.meta.url));
 const tsx = fileURLToPath(new URL('../node_modules/.bin/tsx', import.meta.url));
 
 /** Cores to pin the server and the load generator to, when the machine has two or more. */
@@ -20,13 +22,28 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
+/**
+ * Start a server. With `profileDir`, it runs under `node --cpu-prof` and writes its profiles into
+ * `<profileDir>/<framework>-<store>-<mode>/` when stopped (one per thread: the server's is the
+ * largest, the other is tsx's loader thread).
+ */
 export async function startServer(
   framework: string,
   store: string,
   mode: 'bare' | 'idem',
+  profileDir?: string,
 ): Promise<ServerProcess> {
-  const [command, args] = pinned([tsx, `${here}server.ts`, framework, store, mode], PINNING.server);
+  // Node with tsx's loader in-process (not the tsx CLI, which runs the server in a second process),
+  // so that --cpu-prof and signals reach the server itself.
+  const profile = profileDir
+    ? ['--cpu-prof', `--cpu-prof-dir=${join(profileDir, `${framework}-${store}-${mode}`)}`]
+    : [];
+  const [command, args] = pinned(
+    [process.execPath, ...profile, '--import', 'tsx', `${here}server.ts`, framework, store, mode],
+    PINNING.server,
+  );
   const child = spawn(command, args, {
+    cwd: benchDir,
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, NODE_ENV: 'production', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
   });
@@ -80,6 +97,12 @@ export async function runLoad(
   const [code] = await once(child, 'exit');
   if (code !== 0) throw new Error(`load generator exited with ${code}`);
   return JSON.parse(output.trim().split('\n').at(-1)!) as LoadResult;
+}
+
+/** CPU time (user + system, µs) the server process has used so far. */
+export async function serverCpu(url: string): Promise<number> {
+  const response = await fetch(`${url}/__cpu`);
+  return ((await response.json()) as { cpuMicros: number }).cpuMicros;
 }
 
 /** Store round trips the idem server made so far. */

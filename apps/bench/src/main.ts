@@ -8,12 +8,24 @@
  *   pnpm bench            quick: every framework on memory, Fastify on every store (< 3 min)
  *   pnpm bench --full     every framework on every store, more and longer slices
  *   options: --frameworks fastify,hono --stores memory,redis --pairs N --seconds S --connections C --out FILE
+ *            --profile DIR   run the servers under `node --cpu-prof`, profiles written to DIR at the end
+ *
+ * Besides req/s, each slice measures the server's CPU time per request (process.cpuUsage deltas read
+ * from the server itself): on a shared machine that is much steadier than throughput.
  */
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { dynamodbEndpoint, postgresUrl, redisUrl } from '@idem/test-services';
-import { type LoadResult, runLoad, type ServerProcess, startServer, storeCalls } from './harness.js';
+import {
+  type LoadResult,
+  runLoad,
+  type ServerProcess,
+  serverCpu,
+  startServer,
+  storeCalls,
+} from './harness.js';
 import { type Row, renderResults } from './results.js';
 
 const { values } = parseArgs({
@@ -26,6 +38,7 @@ const { values } = parseArgs({
     seconds: { type: 'string' },
     connections: { type: 'string', default: '50' },
     out: { type: 'string', default: new URL('../RESULTS.md', import.meta.url).pathname },
+    profile: { type: 'string' },
   },
 });
 
@@ -62,22 +75,36 @@ for (const { framework, store } of combos) {
   let bare: ServerProcess | undefined;
   let idem: ServerProcess | undefined;
   try {
-    [bare, idem] = [await startServer(framework, store, 'bare'), await startServer(framework, store, 'idem')];
+    const profileDir = values.profile === undefined ? undefined : resolve(values.profile);
+    [bare, idem] = [
+      await startServer(framework, store, 'bare', profileDir),
+      await startServer(framework, store, 'idem', profileDir),
+    ];
     for (const scenario of ['new keys', 'replays'] as const) {
       const keys = scenario === 'new keys' ? 'unique' : 'one';
       await runLoad(bare.url, 1, 'none', connections); // warm-up, not measured
       await runLoad(idem.url, 1, keys, connections);
       const bareRuns: LoadResult[] = [];
       const idemRuns: LoadResult[] = [];
+      const bareCpu: number[] = [];
+      const idemCpu: number[] = [];
       let idemCalls = 0;
+      // CPU µs per request over one slice, read from the server before and after it.
+      const slice = async (server: ServerProcess, keys: 'unique' | 'one' | 'none', cpu: number[]) => {
+        const before = await serverCpu(server.url);
+        const run = await runLoad(server.url, seconds, keys, connections);
+        cpu.push(((await serverCpu(server.url)) - before) / run.requests);
+        return run;
+      };
       for (let pair = 0; pair < pairs; pair++) {
-        bareRuns.push(await runLoad(bare.url, seconds, 'none', connections));
+        bareRuns.push(await slice(bare, 'none', bareCpu));
         const before = await storeCalls(idem.url);
-        const run = await runLoad(idem.url, seconds, keys, connections);
-        idemCalls += (await storeCalls(idem.url)) - before - 0;
+        const run = await slice(idem, keys, idemCpu);
+        idemCalls += (await storeCalls(idem.url)) - before;
         idemRuns.push(run);
       }
       const ratios = idemRuns.map((run, i) => run.rps / bareRuns[i]!.rps);
+      const cpuRatios = bareCpu.map((us, i) => us / idemCpu[i]!);
       const idemRequests = idemRuns.reduce((sum, run) => sum + run.requests, 0);
       const row: Row = {
         framework,
@@ -87,6 +114,9 @@ for (const { framework, store } of combos) {
         idemRps: median(idemRuns.map((run) => run.rps)),
         ratios,
         ratio: median(ratios),
+        bareCpuMicros: median(bareCpu),
+        idemCpuMicros: median(idemCpu),
+        cpuRatio: median(cpuRatios),
         bareP50: median(bareRuns.map((run) => run.p50)),
         bareP99: median(bareRuns.map((run) => run.p99)),
         idemP50: median(idemRuns.map((run) => run.p50)),
@@ -99,6 +129,8 @@ for (const { framework, store } of combos) {
       console.log(
         `${framework.padEnd(8)} ${store.padEnd(9)} ${scenario.padEnd(9)} bare ${row.bareRps.toFixed(0).padStart(6)} ` +
           `idem ${row.idemRps.toFixed(0).padStart(6)} ratio ${row.ratio.toFixed(3)} (${ratios.map((r) => r.toFixed(3)).join(' ')}) ` +
+          `cpu µs/req bare ${row.bareCpuMicros.toFixed(1)} idem ${row.idemCpuMicros.toFixed(1)} ` +
+          `cpu ratio ${row.cpuRatio.toFixed(3)} (${cpuRatios.map((r) => r.toFixed(3)).join(' ')}) ` +
           `rt/req ${row.roundTrips.toFixed(2)} gen-cpu ${(row.generatorCpu * 100).toFixed(0)}% failures ${row.failures}`,
       );
     }

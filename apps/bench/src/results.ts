@@ -1,4 +1,6 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 
 /** One framework x store x scenario line of the results. */
 export interface Row {
@@ -11,6 +13,12 @@ export interface Row {
   ratios: number[];
   /** Median of `ratios`. */
   ratio: number;
+  /** Server CPU time per request (user + system, µs), median over the bare slices. */
+  bareCpuMicros: number;
+  /** Server CPU time per request (user + system, µs), median over the idem slices. */
+  idemCpuMicros: number;
+  /** Median over pairs of bare CPU per request / idem CPU per request (1 = idem costs no CPU). */
+  cpuRatio: number;
   bareP50: number;
   bareP99: number;
   idemP50: number;
@@ -28,6 +36,15 @@ const version = (name: string) => {
   try {
     return (require(`${name}/package.json`) as { version: string }).version;
   } catch {
+    // Packages whose `exports` hide package.json (hono): look for it above the entry point.
+    try {
+      for (let dir = dirname(require.resolve(name)); dir !== dirname(dir); dir = dirname(dir)) {
+        const file = join(dir, 'package.json');
+        if (!existsSync(file)) continue;
+        const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
+        if (pkg.name === name) return pkg.version ?? '?';
+      }
+    } catch {}
     return '?';
   }
 };
@@ -56,15 +73,17 @@ export function renderResults(
     `- ${run.pairs} pairs of ${run.seconds} s slices per line, bare and idem alternating (A B A B), ${run.connections} connections, after a 1 s warm-up of each.`,
     '- `POST /orders` with a small JSON body; new keys: a fresh `Idempotency-Key` per request; replays: one key for all.',
     '- ratio = idem req/s / bare req/s within a pair; the table shows the median over pairs (each pair in brackets).',
+    "- CPU µs/req = the server process's CPU time (user + system, `process.cpuUsage`) over a slice / the requests it served, median over slices; CPU ratio = bare µs / idem µs within a pair, median. Steadier than req/s on a shared machine.",
     "- round trips = store calls per idem request, from the store's own counter in the same run (2 new, 1 replay).",
     "- gen CPU = the load generator's highest use of its core; near 100% means the generator, not the server, was the limit.",
     '',
-    '| framework | store | scenario | bare req/s | idem req/s | ratio (pairs) | bare p50/p99 ms | idem p50/p99 ms | round trips | gen CPU | failures |',
-    '|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|',
+    '| framework | store | scenario | bare req/s | idem req/s | ratio (pairs) | bare/idem CPU µs/req | CPU ratio | bare p50/p99 ms | idem p50/p99 ms | round trips | gen CPU | failures |',
+    '|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|',
     ...rows.map(
       (row) =>
         `| ${row.framework} | ${row.store} | ${row.scenario} | ${fmt(row.bareRps)} | ${fmt(row.idemRps)} | ` +
-        `**${fmt(row.ratio, 3)}** (${row.ratios.map((r) => fmt(r, 2)).join(', ')}) | ${row.bareP50}/${row.bareP99} | ` +
+        `**${fmt(row.ratio, 3)}** (${row.ratios.map((r) => fmt(r, 2)).join(', ')}) | ` +
+        `${fmt(row.bareCpuMicros, 1)}/${fmt(row.idemCpuMicros, 1)} | ${fmt(row.cpuRatio, 3)} | ${row.bareP50}/${row.bareP99} | ` +
         `${row.idemP50}/${row.idemP99} | ${fmt(row.roundTrips, 2)} | ${fmt(row.generatorCpu * 100)}% | ${row.failures} |`,
     ),
     '',

@@ -1,6 +1,7 @@
 /**
  * One benchmark server: `tsx server.ts <framework> <store> <bare|idem>`. Serves `POST /orders` (a small
- * JSON order, 201) either bare or behind idem, and `GET /__calls` (store round trips so far). Prints
+ * JSON order, 201) either bare or behind idem, `GET /__calls` (store round trips so far) and `GET /__cpu`
+ * (the process's CPU time so far, µs). Prints
  * `READY <port>` once listening on 127.0.0.1.
  */
 import { createServer } from 'node:http';
@@ -28,6 +29,12 @@ const options = counted ? { store: counted.store } : null;
 let orders = 0;
 const order = (body: unknown) => ({ id: `ord_${++orders}`, status: 'created', order: body });
 const calls = () => ({ calls: counted?.calls() ?? 0 });
+// CPU time this process has used so far, in µs: the harness divides the delta over a slice by the
+// requests served, a figure far steadier than req/s on a shared machine.
+const cpu = () => {
+  const { user, system } = process.cpuUsage();
+  return { cpuMicros: user + system };
+};
 
 let port: number;
 if (framework === 'fastify') {
@@ -35,6 +42,7 @@ if (framework === 'fastify') {
   if (options) await app.register(fastifyIdempotency, options);
   app.post('/orders', async (request, reply) => reply.code(201).send(order(request.body)));
   app.get('/__calls', async () => calls());
+  app.get('/__cpu', async () => cpu());
   await app.listen({ port: 0, host: '127.0.0.1' });
   port = (app.server.address() as { port: number }).port;
 } else if (framework === 'express') {
@@ -47,6 +55,9 @@ if (framework === 'fastify') {
   app.get('/__calls', (_req, res) => {
     res.json(calls());
   });
+  app.get('/__cpu', (_req, res) => {
+    res.json(cpu());
+  });
   const server = createServer(app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   port = (server.address() as { port: number }).port;
@@ -55,6 +66,7 @@ if (framework === 'fastify') {
   if (options) app.use('/orders', honoIdempotency(options));
   app.post('/orders', async (c) => c.json(order(await c.req.json()), 201));
   app.get('/__calls', (c) => c.json(calls()));
+  app.get('/__cpu', (c) => c.json(cpu()));
   port = await new Promise<number>((resolve) => {
     serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info) => resolve(info.port));
   });

@@ -83,6 +83,10 @@ export class IdempotencyEngine {
   private readonly failOpen: boolean;
   private readonly completeRetries: number;
   private readonly onEvent: EventListener | undefined;
+  /** Store calls in flight, timed out by one shared timer rather than a timer per call. */
+  private readonly storeDeadlines: Deadlines;
+  /** Running work's next heartbeats, likewise on one shared timer. */
+  private readonly heartbeats: Deadlines;
 
   constructor(options: EngineOptions) {
     if (!options?.store) throw new TypeError('[idem] options.store is required');
@@ -97,6 +101,8 @@ export class IdempotencyEngine {
     this.failOpen = options.failOpen ?? false;
     this.completeRetries = options.completeRetries ?? DEFAULTS.completeRetries;
     this.onEvent = options.onEvent;
+    this.storeDeadlines = new Deadlines(this.storeTimeoutMs);
+    this.heartbeats = new Deadlines(this.leaseMs / 2);
   }
 
   /**
@@ -179,20 +185,24 @@ export class IdempotencyEngine {
   ) {
     this.emit({ type: 'execute', key });
     const operation = new RunningOperation(key, claim.token, claim.fingerprint, this.store, this.ttlMs, true);
-    const stopHeartbeat = this.startHeartbeat(operation);
+    const heartbeat = this.heartbeat
+      ? new Heartbeat(this.heartbeats, operation, this.ttlMs - this.leaseMs, (beat) => this.extendLease(beat))
+      : null;
     let value: T;
     let response: StoredResponse | null;
     try {
       value = await work(operation);
-      response = await settle(value, operation);
+      // Awaited only when it is a promise: settling is usually synchronous, and each await is a tick.
+      const settled = settle(value, operation);
+      response = isThenable(settled) ? await settled : settled;
     } catch (error) {
-      stopHeartbeat();
+      heartbeat?.stop();
       // Also when the work completed the record itself: its transaction may have rolled back since. The
       // release is fenced (in_flight + our token), so a completion that committed stays.
       await this.release(operation, operation.completedByWork);
       throw error;
     }
-    stopHeartbeat();
+    heartbeat?.stop();
     if (!operation.completedByWork) {
       if (response === null) await this.release(operation);
       else await this.complete(operation, response);
@@ -200,41 +210,22 @@ export class IdempotencyEngine {
     return { replayed: false as const, value, operation };
   }
 
-  private startHeartbeat(operation: RunningOperation): () => void {
-    if (!this.heartbeat) return () => {};
-    const { storageKey: key, token } = operation;
-    let busy = false;
-    let stopped = false;
-    // The record itself ends ttlMs after the claim; renewing a lease past that would only keep a hung
-    // handler's key blocked forever.
-    const lastRenewal = Date.now() + this.ttlMs - this.leaseMs;
-    const timer = setInterval(async () => {
-      if (busy) return;
-      if (Date.now() > lastRenewal) {
-        clearInterval(timer);
-        return;
+  /** Renew the lease of a running operation; a refusal means another holder took over. */
+  private async extendLease(heartbeat: Heartbeat): Promise<void> {
+    const { storageKey: key, token } = heartbeat.operation;
+    try {
+      const extended = await this.call('extend', key, () => this.store.extend(key, token, this.leaseMs));
+      // An answer arriving after the work finished may have been decided after our own complete or
+      // release (another pooled connection): it says nothing about a lost lease.
+      if (heartbeat.stopped) return;
+      if (!extended) {
+        heartbeat.stop();
+        this.emit({ type: 'lease_lost', key, operation: 'extend' });
+        heartbeat.operation.loseLease();
       }
-      busy = true;
-      try {
-        const extended = await this.call('extend', key, () => this.store.extend(key, token, this.leaseMs));
-        // An answer arriving after the work finished may have been decided after our own complete or
-        // release (another pooled connection): it says nothing about a lost lease.
-        if (stopped) return;
-        if (!extended) {
-          clearInterval(timer);
-          this.emit({ type: 'lease_lost', key, operation: 'extend' });
-          operation.loseLease();
-        }
-      } catch (error) {
-        this.emit({ type: 'store_error', key, operation: 'extend', error });
-      } finally {
-        busy = false;
-      }
-    }, this.leaseMs / 2);
-    return () => {
-      stopped = true;
-      clearInterval(timer);
-    };
+    } catch (error) {
+      this.emit({ type: 'store_error', key, operation: 'extend', error });
+    }
   }
 
   private async release(operation: RunningOperation, completedByWork = false): Promise<void> {
@@ -250,61 +241,63 @@ export class IdempotencyEngine {
 
   /** First attempt awaited (so that an immediate retry replays); later ones in the background. */
   private async complete(operation: RunningOperation, response: StoredResponse): Promise<void> {
+    if (await this.tryComplete(operation, response)) return;
+    void this.retryComplete(operation, response);
+  }
+
+  /** One attempt to complete; `false` when the store failed (worth retrying), `true` otherwise. */
+  private async tryComplete(operation: RunningOperation, response: StoredResponse): Promise<boolean> {
     const { storageKey: key, token } = operation;
-    const attempt = async (): Promise<boolean> => {
-      try {
-        const completed = await this.call('complete', key, () =>
-          this.store.complete(key, token, response, this.ttlMs),
-        );
-        if (!completed) this.emit({ type: 'lease_lost', key, operation: 'complete' });
-        return true;
-      } catch (error) {
-        this.emit({ type: 'store_error', key, operation: 'complete', error });
-        return false;
-      }
-    };
-    if (await attempt()) return;
-    void (async () => {
-      for (let retry = 0; retry < this.completeRetries; retry++) {
-        await sleep(100 * 2 ** retry);
-        if (await attempt()) return;
-      }
-      this.emit({
-        type: 'complete_failed',
-        key,
-        error: new IdempotencyError('store_unavailable', `could not store the result in ${this.store.name}`),
-      });
-    })();
+    try {
+      const completed = await this.call('complete', key, () =>
+        this.store.complete(key, token, response, this.ttlMs),
+      );
+      if (!completed) this.emit({ type: 'lease_lost', key, operation: 'complete' });
+      return true;
+    } catch (error) {
+      this.emit({ type: 'store_error', key, operation: 'complete', error });
+      return false;
+    }
+  }
+
+  private async retryComplete(operation: RunningOperation, response: StoredResponse): Promise<void> {
+    for (let retry = 0; retry < this.completeRetries; retry++) {
+      await sleep(100 * 2 ** retry);
+      if (await this.tryComplete(operation, response)) return;
+    }
+    this.emit({
+      type: 'complete_failed',
+      key: operation.storageKey,
+      error: new IdempotencyError('store_unavailable', `could not store the result in ${this.store.name}`),
+    });
   }
 
   /** A store call bounded by the store timeout; backend failures become `store_unavailable`. */
   private call<R>(operation: string, key: string, fn: () => Promise<R>): Promise<R> {
-    return new Promise<R>((resolve, reject) => {
-      const timer = setTimeout(
-        () =>
-          reject(
-            storeUnavailable(this.store.name, key, `${operation} timed out after ${this.storeTimeoutMs} ms`),
-          ),
-        this.storeTimeoutMs,
-      );
-      const settle = (value: R) => {
-        clearTimeout(timer);
-        resolve(value);
-      };
-      const fail = (error: unknown) => {
-        clearTimeout(timer);
-        reject(
-          isIdempotencyError(error)
-            ? error
-            : storeUnavailable(this.store.name, key, `${operation} failed`, error),
-        );
-      };
-      try {
-        fn().then(settle, fail);
-      } catch (error) {
-        fail(error);
-      }
+    const call = new StoreCall<R>(this.store.name, operation, key, this.storeTimeoutMs);
+    const result = new Promise<R>((resolve, reject) => {
+      call.resolve = resolve;
+      call.reject = reject;
     });
+    let pending: Promise<R>;
+    try {
+      pending = fn();
+    } catch (error) {
+      call.fail(error);
+      return result;
+    }
+    this.storeDeadlines.add(call);
+    pending.then(
+      (value) => {
+        this.storeDeadlines.remove(call);
+        call.succeed(value);
+      },
+      (error: unknown) => {
+        this.storeDeadlines.remove(call);
+        call.fail(error);
+      },
+    );
+    return result;
   }
 
   private emit(event: Omit<IdempotencyEvent, 'store'>): void {
@@ -315,6 +308,178 @@ export class IdempotencyEngine {
       // an observer must not break the request
     }
   }
+}
+
+/** Something due a fixed delay after it was added, kept in a {@link Deadlines} list. */
+abstract class Deadline {
+  due = 0;
+  prev: Deadline | null = null;
+  next: Deadline | null = null;
+  listed = false;
+  /** Called by the list's timer once `due` has passed (the entry is unlisted first). */
+  abstract expire(): void;
+}
+
+const monotonicNow =
+  typeof globalThis.performance?.now === 'function' ? () => performance.now() : () => Date.now();
+
+/**
+ * Entries due one fixed delay after they were added, so in the order they were added: a linked list
+ * and one timer for all of them. A timer per store call or per heartbeat (set, then cleared a few
+ * microseconds later by a memory store) costs more than the call itself.
+ *
+ * Like one timer per entry, the shared timer keeps the process alive only while entries are listed.
+ */
+class Deadlines {
+  private head: Deadline | null = null;
+  private tail: Deadline | null = null;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private referenced = false;
+  private firing = false;
+
+  constructor(private readonly delayMs: number) {}
+
+  add(entry: Deadline): void {
+    entry.due = monotonicNow() + this.delayMs;
+    entry.prev = this.tail;
+    entry.next = null;
+    entry.listed = true;
+    if (this.tail === null) this.head = entry;
+    else this.tail.next = entry;
+    this.tail = entry;
+    if (this.timer !== undefined) {
+      if (!this.referenced) this.reference(true);
+    } else if (!this.firing) this.arm(this.delayMs);
+  }
+
+  remove(entry: Deadline): void {
+    if (!entry.listed) return;
+    entry.listed = false;
+    if (entry.prev === null) this.head = entry.next;
+    else entry.prev.next = entry.next;
+    if (entry.next === null) this.tail = entry.prev;
+    else entry.next.prev = entry.prev;
+    entry.prev = entry.next = null;
+    // The timer stays armed for the next entries, but no longer holds the process open.
+    if (this.head === null && this.timer !== undefined) this.reference(false);
+  }
+
+  private arm(ms: number): void {
+    this.timer = setTimeout(() => this.fire(), Math.max(Math.ceil(ms), 1));
+    this.referenced = true;
+  }
+
+  private reference(on: boolean): void {
+    const timer = this.timer as { ref?: () => void; unref?: () => void } | undefined;
+    if (typeof timer?.unref === 'function' && typeof timer.ref === 'function') {
+      if (on) timer.ref();
+      else timer.unref();
+      this.referenced = on;
+    } else if (!on) {
+      // No unref here (browsers, Workers, Deno's numeric ids): drop the timer, re-armed on the next add.
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  private fire(): void {
+    this.timer = undefined;
+    const now = monotonicNow();
+    // Entries expiring may add new ones (a heartbeat's next beat): those are due later than the head.
+    this.firing = true;
+    try {
+      while (this.head !== null && this.head.due <= now) {
+        const entry = this.head;
+        this.remove(entry);
+        entry.expire();
+      }
+    } finally {
+      this.firing = false;
+      if (this.head !== null) this.arm(this.head.due - now);
+    }
+  }
+}
+
+/** A store call in flight: settles with the store's answer or fails when its deadline passes. */
+class StoreCall<R> extends Deadline {
+  resolve: (value: R) => void = noop;
+  reject: (error: unknown) => void = noop;
+  private settled = false;
+
+  constructor(
+    private readonly storeName: string,
+    private readonly operation: string,
+    private readonly key: string,
+    private readonly timeoutMs: number,
+  ) {
+    super();
+  }
+
+  succeed(value: R): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.resolve(value);
+  }
+
+  fail(error: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.reject(
+      isIdempotencyError(error)
+        ? error
+        : storeUnavailable(this.storeName, this.key, `${this.operation} failed`, error),
+    );
+  }
+
+  expire(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.reject(
+      storeUnavailable(this.storeName, this.key, `${this.operation} timed out after ${this.timeoutMs} ms`),
+    );
+  }
+}
+
+/** Renews a running operation's lease every half-lease (one entry of `beats`) until stopped. */
+class Heartbeat extends Deadline {
+  stopped = false;
+  private busy = false;
+  private readonly lastRenewal: number;
+
+  /** `renewableMs`: how long renewals may go on (the record itself ends ttlMs after the claim). */
+  constructor(
+    private readonly beats: Deadlines,
+    readonly operation: RunningOperation,
+    renewableMs: number,
+    private readonly renew: (heartbeat: Heartbeat) => Promise<void>,
+  ) {
+    super();
+    // Renewing a lease past the record's end would only keep a hung handler's key blocked forever.
+    this.lastRenewal = Date.now() + renewableMs;
+    beats.add(this);
+  }
+
+  expire(): void {
+    if (this.stopped || Date.now() > this.lastRenewal) return;
+    this.beats.add(this);
+    // Like an interval: a beat whose renewal is still pending is skipped.
+    if (this.busy) return;
+    this.busy = true;
+    void this.renew(this).finally(() => {
+      this.busy = false;
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.beats.remove(this);
+  }
+}
+
+function noop() {}
+
+function isThenable<T>(value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function';
 }
 
 class RunningOperation implements Operation {

@@ -22,7 +22,14 @@ function parsedBodyBytes(body: unknown): Uint8Array {
   if (body === undefined || body === null) return new Uint8Array(0);
   if (body instanceof Uint8Array) return body;
   if (typeof body === 'string') return Buffer.from(body);
-  return Buffer.from(JSON.stringify(body) ?? '');
+  try {
+    return Buffer.from(JSON.stringify(body) ?? '');
+  } catch (cause) {
+    // A parsed body nested deeper than the stack allows (the raw text would have been hashed as bytes).
+    throw new IdempotencyError('request_too_large', 'the request body nests too deeply to be fingerprinted', {
+      cause,
+    });
+  }
 }
 
 function readAndRestore(req: BodyRequest, limit: number): Promise<Uint8Array> {

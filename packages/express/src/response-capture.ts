@@ -22,7 +22,7 @@ export class ResponseClosedError extends Error {
   }
 }
 
-type Method = (...args: unknown[]) => unknown;
+type Method = (this: ServerResponse, ...args: unknown[]) => unknown;
 
 /**
  * Hook `res.writeHead`, `res.write` and `res.end` (through which `res.send`, `res.json` and piped
@@ -30,112 +30,139 @@ type Method = (...args: unknown[]) => unknown;
  * through, so streaming keeps streaming; the headers are captured as they are when they are sent.
  */
 export function captureResponse(res: ServerResponse, maxBytes: number): ResponseCapture {
-  const writeHead = res.writeHead as Method;
-  const write = res.write as Method;
-  const end = res.end as Method;
-  const chunks: Buffer[] = [];
-  let length = 0;
-  let head: { status: number; headers: Array<[string, string]> } | undefined;
-  let omitted: OmittedBody | undefined;
-  let done = false;
-  let held: (() => void) | undefined;
-  let settle!: (captured: CapturedResponse) => void;
-  let abort!: (error: unknown) => void;
-  const captured = new Promise<CapturedResponse>((resolve, reject) => {
-    settle = resolve;
-    abort = reject;
-  });
+  return new Capture(res, maxBytes);
+}
 
-  const snapshot = () => {
-    if (head) return;
-    head = { status: res.statusCode, headers: headerPairs(res.getHeaders()) };
-    if (/^text\/event-stream/i.test(String(res.getHeader('content-type') ?? ''))) omitted = 'streaming';
-    else if (Number(res.getHeader('content-length') ?? 0) > maxBytes) omitted = 'too_large';
-  };
-  const collect = (chunk: unknown, encoding: unknown) => {
-    if (omitted || chunk === undefined || chunk === null || typeof chunk === 'function') return;
+class Capture implements ResponseCapture {
+  readonly captured: Promise<CapturedResponse>;
+  private readonly original: { writeHead: Method; write: Method; end: Method };
+  private head: { status: number; headers: Array<[string, string]> } | undefined;
+  private done = false;
+  private readonly chunks: Buffer[] = [];
+  private length = 0;
+  private omitted: OmittedBody | undefined;
+  private held: unknown[] | undefined;
+  private settle!: (captured: CapturedResponse) => void;
+  private abort!: (error: unknown) => void;
+  private readonly onClose: () => void;
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly maxBytes: number,
+  ) {
+    this.captured = new Promise<CapturedResponse>((resolve, reject) => {
+      this.settle = resolve;
+      this.abort = reject;
+    });
+    this.original = {
+      writeHead: res.writeHead as Method,
+      write: res.write as Method,
+      end: res.end as Method,
+    };
+    // Before any header, the route is still working (the client went away): wait for its end.
+    this.onClose = this.closed.bind(this);
+    res.once('close', this.onClose);
+    // Only these three properties are added to the response: Express changes the prototype of every
+    // response, after which each property added to one costs microseconds (a new hidden class).
+    res.writeHead = ((status: number, ...rest: unknown[]) =>
+      this.writeHead(status, rest)) as typeof res.writeHead;
+    res.write = ((...args: unknown[]) => this.write(args)) as typeof res.write;
+    res.end = ((...args: unknown[]) => this.end(args)) as typeof res.end;
+  }
+
+  writeHead(status: number, rest: unknown[]): unknown {
+    const { res } = this;
+    if (!this.done && !this.head) {
+      const headers = typeof rest[0] === 'string' ? rest[1] : rest[0];
+      // Node sends headers given to writeHead without keeping them; keep them, as its slow path does.
+      res.statusCode = status;
+      if (Array.isArray(headers))
+        for (let i = 1; i < headers.length; i += 2) res.appendHeader(headers[i - 1], headers[i]);
+      else for (const [name, value] of Object.entries(headers ?? {})) res.setHeader(name, value as string);
+      this.snapshot();
+      rest = typeof rest[0] === 'string' ? [rest[0]] : [];
+    }
+    return this.original.writeHead.call(res, status, ...rest);
+  }
+
+  write(args: unknown[]): unknown {
+    if (!this.done) {
+      this.snapshot();
+      this.collect(args[0], args[1]);
+    }
+    return this.original.write.apply(this.res, args);
+  }
+
+  end(args: unknown[]): unknown {
+    if (this.done) return this.endThrough(args);
+    this.done = true;
+    this.res.off('close', this.onClose);
+    this.snapshot();
+    this.collect(args[0], args[1]);
+    const { status, headers } = this.head!;
+    if (this.omitted) {
+      this.endThrough(args);
+      this.settle({ status, headers, body: null, omitted: this.omitted });
+    } else {
+      // Held until the record is completed, so that a client who got the response gets its replay.
+      this.held = args;
+      this.settle({ status, headers, body: Buffer.concat(this.chunks, this.length) });
+    }
+    return this.res;
+  }
+
+  flush(): void {
+    const args = this.held;
+    this.held = undefined;
+    if (args) this.endThrough(args);
+  }
+
+  fail(error: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    this.res.off('close', this.onClose);
+    this.abort(error);
+  }
+
+  private endThrough(args: unknown[]): unknown {
+    return this.original.end.apply(this.res, args);
+  }
+
+  private closed(): void {
+    if (this.res.headersSent) this.fail(new ResponseClosedError());
+  }
+
+  private snapshot(): void {
+    if (this.head) return;
+    const { res } = this;
+    this.head = { status: res.statusCode, headers: headerPairs(res.getHeaders()) };
+    const type = res.getHeader('content-type');
+    if (type !== undefined && /^text\/event-stream/i.test(String(type))) this.omitted = 'streaming';
+    else if (Number(res.getHeader('content-length') ?? 0) > this.maxBytes) this.omitted = 'too_large';
+  }
+
+  private collect(chunk: unknown, encoding: unknown): void {
+    if (this.omitted || chunk === undefined || chunk === null || typeof chunk === 'function') return;
     const bytes =
       typeof chunk === 'string'
         ? Buffer.from(chunk, typeof encoding === 'string' && Buffer.isEncoding(encoding) ? encoding : 'utf8')
         : Buffer.from(chunk as Uint8Array); // a copy: writers may reuse their buffers
-    length += bytes.length;
-    if (length > maxBytes) {
-      omitted = 'too_large';
-      chunks.length = 0;
-    } else chunks.push(bytes);
-  };
-  const fail = (error: unknown) => {
-    if (done) return;
-    done = true;
-    res.off('close', onClose);
-    abort(error);
-  };
-  // Before any header, the route is still working (the client went away): wait for its end.
-  const onClose = () => {
-    if (res.headersSent) fail(new ResponseClosedError());
-  };
-  res.once('close', onClose);
-
-  res.writeHead = function (this: ServerResponse, status: number, ...rest: unknown[]) {
-    if (!done && !head) {
-      const headers = typeof rest[0] === 'string' ? rest[1] : rest[0];
-      // Node sends headers given to writeHead without keeping them; keep them, as its slow path does.
-      this.statusCode = status;
-      if (Array.isArray(headers))
-        for (let i = 1; i < headers.length; i += 2) this.appendHeader(headers[i - 1], headers[i]);
-      else for (const [name, value] of Object.entries(headers ?? {})) this.setHeader(name, value);
-      snapshot();
-      rest = typeof rest[0] === 'string' ? [rest[0]] : [];
-    }
-    return writeHead.call(this, status, ...rest);
-  } as typeof res.writeHead;
-
-  res.write = function (this: ServerResponse, ...args: unknown[]) {
-    if (!done) {
-      snapshot();
-      collect(args[0], args[1]);
-    }
-    return write.apply(this, args);
-  } as typeof res.write;
-
-  res.end = function (this: ServerResponse, ...args: unknown[]) {
-    if (done) return end.apply(this, args);
-    done = true;
-    res.off('close', onClose);
-    snapshot();
-    collect(args[0], args[1]);
-    const status = head!.status;
-    const headers = head!.headers;
-    if (omitted) {
-      end.apply(this, args);
-      settle({ status, headers, body: null, omitted });
-    } else {
-      // Held until the record is completed, so that a client who got the response gets its replay.
-      held = () => end.apply(this, args);
-      settle({ status, headers, body: Buffer.concat(chunks, length) });
-    }
-    return this;
-  } as typeof res.end;
-
-  return {
-    captured,
-    flush() {
-      const release = held;
-      held = undefined;
-      release?.();
-    },
-    fail,
-  };
+    this.length += bytes.length;
+    if (this.length > this.maxBytes) {
+      this.omitted = 'too_large';
+      this.chunks.length = 0;
+    } else this.chunks.push(bytes);
+  }
 }
 
 /** `res.getHeaders()` as pairs, repeated headers (Set-Cookie) as separate pairs. */
 function headerPairs(headers: OutgoingHttpHeaders): Array<[string, string]> {
-  return Object.entries(headers).flatMap(
-    ([name, value]): Array<[string, string]> =>
-      Array.isArray(value)
-        ? value.map((item) => [name, item])
-        : value === undefined
-          ? []
-          : [[name, String(value)]],
-  );
+  const pairs: Array<[string, string]> = [];
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const item of value) pairs.push([name, item]);
+    else pairs.push([name, String(value)]);
+  }
+  return pairs;
 }

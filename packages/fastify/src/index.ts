@@ -9,11 +9,11 @@ import {
 import type {
   FastifyPluginAsync,
   FastifyRequest,
-  onErrorAsyncHookHandler,
-  onResponseAsyncHookHandler,
-  onSendAsyncHookHandler,
+  onErrorHookHandler,
+  onResponseHookHandler,
+  onSendHookHandler,
   preHandlerHookHandler,
-  preParsingAsyncHookHandler,
+  preParsingHookHandler,
 } from 'fastify';
 import fp from 'fastify-plugin';
 import { captureReply, headerPairs, sendResponse } from './reply-payload.js';
@@ -65,104 +65,156 @@ declare module 'fastify' {
   }
 }
 
+/** Where a covered request keeps its {@link Exchange} (a request property: cheaper than a WeakMap). */
+const EXCHANGE = Symbol('@idem/fastify exchange');
+
+type ExchangeCarrier = FastifyRequest & { [EXCHANGE]: Exchange | null };
+
 /** One covered request on its way through the hooks. */
-interface Exchange {
-  body: Uint8Array;
-  phase: 'parsed' | 'running' | 'answered' | 'settled';
-  /** Settles once the layer is done with the record (completed, released, or never claimed). */
-  settled?: Promise<unknown>;
-  resolve(response: CapturedResponse): void;
-  reject(error: unknown): void;
+class Exchange {
+  phase: 'parsed' | 'running' | 'answered' | 'settled' = 'parsed';
+  /** Where the layer is: not called yet, deciding or running the route, done with the record. */
+  layer: 'idle' | 'busy' | 'done' = 'idle';
+  resolve: (response: CapturedResponse) => void = noop;
+  reject: (error: unknown) => void = noop;
+  /** onSend continuations waiting for the layer to be done with the record. */
+  private waiting: Array<() => void> | undefined;
+
+  constructor(readonly body: Uint8Array) {}
+
+  /** The route's response, as onSend (or onError, onResponse) will report it. */
+  run(): Promise<CapturedResponse> {
+    this.phase = 'running';
+    return new Promise<CapturedResponse>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  /** Call `then` once the record is completed, released, or was never claimed. */
+  whenDone(then: () => void): void {
+    if (this.layer !== 'busy') then();
+    else if (this.waiting) this.waiting.push(then);
+    else this.waiting = [then];
+  }
+
+  done(): void {
+    this.layer = 'done';
+    const waiting = this.waiting;
+    this.waiting = undefined;
+    if (waiting) for (const then of waiting) then();
+  }
 }
 
-interface FastifyHttpRequest extends HttpRequest {
-  readonly request: FastifyRequest;
+/** The request as the layer sees it (and, through `request`, as `scope` and `fingerprint` see it). */
+class FastifyHttpRequest implements HttpRequest {
+  readonly method: string;
+  readonly path: string;
+
+  constructor(
+    readonly request: FastifyRequest,
+    private readonly bytes: Uint8Array,
+  ) {
+    this.method = request.method;
+    this.path = request.originalUrl;
+  }
+
+  header(name: string): string | undefined {
+    const value = this.request.headers[name];
+    return Array.isArray(value) ? value.join(', ') : value;
+  }
+
+  body(): Promise<Uint8Array> {
+    return Promise.resolve(this.bytes);
+  }
 }
 
-const noop = () => {};
+function noop() {}
+
+const exchangeOf = (request: FastifyRequest) => (request as ExchangeCarrier)[EXCHANGE];
 
 const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, options) => {
-  const exchanges = new WeakMap<FastifyRequest, Exchange>();
   const pluginLayer = createIdempotencyHandler(layerOptions(options));
 
   // Fastify has no single "run the route" callback: the layer's `handle(request, run)` starts in
   // preHandler, and `run` resolves in onSend (the route's response) or rejects in onError.
+  // Callback-style hooks throughout: an async hook costs a promise per hook per request.
   function hooksFor(layer: IdempotencyHandler) {
-    const preParsing: preParsingAsyncHookHandler = async (request, _reply, payload) => {
-      if (!layer.covers(request.method)) return payload;
-      const { bytes, payload: parsed } = await bufferRequestBody(payload, layer.maxRequestBytes);
-      exchanges.set(request, { body: bytes, phase: 'parsed', resolve: noop, reject: noop });
-      return parsed;
+    const preParsing: preParsingHookHandler = (request, _reply, payload, done) => {
+      if (!layer.covers(request.method)) return done(null, payload);
+      bufferRequestBody(payload, layer.maxRequestBytes, (error, buffered) => {
+        if (error !== null || buffered === undefined) return done(error ?? undefined);
+        (request as ExchangeCarrier)[EXCHANGE] = new Exchange(buffered.bytes);
+        done(null, buffered.payload);
+      });
     };
 
     // Callback style on purpose: an async hook that replies still lets the chain run on while onSend
     // hooks are pending, and the route would run after a replay.
     const preHandler: preHandlerHookHandler = (request, reply, done) => {
-      const exchange = exchanges.get(request);
+      const exchange = exchangeOf(request);
       if (!exchange) return done();
-      const http: FastifyHttpRequest = {
-        request,
-        method: request.method,
-        path: request.originalUrl,
-        header: (name) => {
-          const value = request.headers[name];
-          return Array.isArray(value) ? value.join(', ') : value;
-        },
-        body: async () => exchange.body,
-      };
-      const handled = layer.handle(http, (context) => {
-        const response = new Promise<CapturedResponse>((resolve, reject) => {
-          Object.assign(exchange, { phase: 'running', resolve, reject });
-        });
-        request.idempotency = context;
-        done();
-        return response;
-      });
-      exchange.settled = handled.then(noop, noop);
-      handled.then(
-        (result) => {
-          if (result.action === 'next') done();
-          if (result.action !== 'respond') return;
-          exchange.phase = 'answered';
-          sendResponse(reply, result.response);
-        },
-        // Once the route ran, its error is Fastify's to answer (and the record is released).
-        (error) => exchange.phase === 'parsed' && done(error),
-      );
+      exchange.layer = 'busy';
+      layer
+        .handle(new FastifyHttpRequest(request, exchange.body), (context) => {
+          const response = exchange.run();
+          request.idempotency = context;
+          done();
+          return response;
+        })
+        .then(
+          (result) => {
+            exchange.done();
+            if (result.action === 'next') done();
+            if (result.action !== 'respond') return;
+            exchange.phase = 'answered';
+            sendResponse(reply, result.response);
+          },
+          // Once the route ran, its error is Fastify's to answer (and the record is released).
+          (error) => {
+            exchange.done();
+            if (exchange.phase === 'parsed') done(error);
+          },
+        );
     };
 
-    const onSend: onSendAsyncHookHandler<unknown> = async (request, reply, payload) => {
-      const exchange = exchanges.get(request);
-      if (exchange?.phase === 'running') {
+    const onSend: onSendHookHandler<unknown> = (request, reply, payload, done) => {
+      const exchange = exchangeOf(request);
+      if (!exchange) return done(null, payload);
+      if (exchange.phase === 'running') {
         exchange.phase = 'settled';
         exchange.resolve(captureReply(reply, payload, layer.maxResponseBytes));
       }
       // Hold the response until the record is completed, so that a client who got it and retries is
       // replayed, never told "in flight".
-      await exchange?.settled;
-      return payload;
+      exchange.whenDone(() => done(null, payload));
     };
 
-    const onError: onErrorAsyncHookHandler = async (request, _reply, error) => {
-      const exchange = exchanges.get(request);
-      if (exchange?.phase !== 'running') return;
-      exchange.phase = 'settled';
-      exchange.reject(error);
+    const onError: onErrorHookHandler = (request, _reply, error, done) => {
+      const exchange = exchangeOf(request);
+      if (exchange?.phase === 'running') {
+        exchange.phase = 'settled';
+        exchange.reject(error);
+      }
+      done();
     };
 
     // A hijacked reply never reaches onSend: record that the route ran, with its body unknown.
-    const onResponse: onResponseAsyncHookHandler = async (request, reply) => {
-      const exchange = exchanges.get(request);
-      if (exchange?.phase !== 'running') return;
-      exchange.phase = 'settled';
-      const headers = headerPairs(reply.raw.getHeaders());
-      exchange.resolve({ status: reply.raw.statusCode, headers, body: null, omitted: 'streaming' });
+    const onResponse: onResponseHookHandler = (request, reply, done) => {
+      const exchange = exchangeOf(request);
+      if (exchange?.phase === 'running') {
+        exchange.phase = 'settled';
+        const headers = headerPairs(reply.raw.getHeaders());
+        exchange.resolve({ status: reply.raw.statusCode, headers, body: null, omitted: 'streaming' });
+      }
+      done();
     };
 
     return { preParsing, preHandler, onSend, onError, onResponse };
   }
 
   fastify.decorateRequest('idempotency', null);
+  fastify.decorateRequest(EXCHANGE, null);
   fastify.addHook('onRoute', (route) => {
     const setting = route.config?.idempotency ?? options.global ?? true;
     if (setting === false) return;

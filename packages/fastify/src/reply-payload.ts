@@ -3,6 +3,8 @@ import type { FastifyReply } from 'fastify';
 
 type HeaderValue = string | number | readonly string[] | undefined;
 
+const encoder = new TextEncoder();
+
 /** Header pairs from Node/Fastify header objects, one pair per value of a repeated header. */
 export function headerPairs(headers: Record<string, HeaderValue>): Array<[string, string]> {
   const pairs: Array<[string, string]> = [];
@@ -22,8 +24,12 @@ export function captureReply(reply: FastifyReply, payload: unknown, maxBytes: nu
   const head = { status: reply.statusCode, headers: headerPairs(reply.getHeaders()) };
   if (payload === null || payload === undefined) return { ...head, body: new Uint8Array(0) };
   if (typeof payload === 'string') {
-    if (Buffer.byteLength(payload) > maxBytes) return { ...head, body: null, omitted: 'too_large' };
-    return { ...head, body: new TextEncoder().encode(payload) };
+    // UTF-8 takes at least one byte per UTF-16 unit and at most three: count only when in between.
+    const fits =
+      payload.length * 3 <= maxBytes ||
+      (payload.length <= maxBytes && Buffer.byteLength(payload) <= maxBytes);
+    if (!fits) return { ...head, body: null, omitted: 'too_large' };
+    return { ...head, body: encoder.encode(payload) };
   }
   if (payload instanceof Uint8Array) {
     if (payload.length > maxBytes) return { ...head, body: null, omitted: 'too_large' };

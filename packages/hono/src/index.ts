@@ -4,10 +4,11 @@ import {
   type HttpIdempotencyOptions,
   type HttpRequest,
   type IdempotencyContext,
-  toWebResponse,
+  isJsonContentType,
   webHttpRequest,
 } from '@idem/core';
 import type { Context, MiddlewareHandler } from 'hono';
+import type { StatusCode } from 'hono/utils/http-status';
 
 export {
   type HttpIdempotencyOptions,
@@ -77,10 +78,21 @@ export function idempotency(options: IdempotencyOptions): MiddlewareHandler<Idem
       });
       if (result.action === 'respond') {
         // Through c.newResponse, so that headers earlier middleware prepared (c.header) are kept; the
-        // body as bytes, not a stream, so that the server can send its Content-Length.
-        const response = toWebResponse(result.response);
-        const body = response.body === null ? null : (result.response.body as Uint8Array<ArrayBuffer>);
-        return c.newResponse(body, response);
+        // body as bytes, not a stream, so that the server can send it in one write with its
+        // Content-Length. No intermediate Response: reading one's body makes @hono/node-server build
+        // a full Web Response, stream included.
+        const { status, headers, body } = result.response;
+        const nullBody = status === 204 || status === 304 || status < 200;
+        const record: Record<string, string | string[]> = {};
+        for (const [name, value] of headers) {
+          const previous = record[name];
+          record[name] = previous === undefined ? value : [previous, value].flat();
+        }
+        return c.newResponse(
+          nullBody ? null : (body as Uint8Array<ArrayBuffer>),
+          status as StatusCode,
+          record,
+        );
       }
       if (result.action === 'next') await next();
     } catch (error) {
@@ -90,22 +102,46 @@ export function idempotency(options: IdempotencyOptions): MiddlewareHandler<Idem
   };
 }
 
+// As Body#text() decodes: UTF-8, a leading BOM dropped, invalid bytes replaced.
+const utf8 = new TextDecoder();
+
 /** The request as the core sees it; the body, once read, goes to Hono's body cache for the route. */
 function honoHttpRequest(c: Context): HttpRequest {
-  const web = webHttpRequest(c.req.raw);
-  return {
-    method: web.method,
-    path: web.path,
-    header: web.header,
-    async body(limit) {
-      // An earlier middleware already read the body through c.req: take it from Hono's cache.
-      if (c.req.raw.bodyUsed) return new Uint8Array(await c.req.arrayBuffer());
-      const bytes = await web.body(limit);
-      const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
-      // Hono keeps bodies read through c.req as promises (its `BodyCache` type says otherwise).
-      (c.req.bodyCache as unknown as { arrayBuffer?: Promise<ArrayBuffer> }).arrayBuffer =
-        Promise.resolve(buffer);
-      return bytes;
-    },
-  };
+  return new HonoHttpRequest(c);
+}
+
+// A class rather than an object of closures: one is built per request.
+class HonoHttpRequest implements HttpRequest {
+  readonly method: string;
+  readonly path: string;
+  private readonly web: HttpRequest;
+
+  constructor(private readonly c: Context) {
+    this.web = webHttpRequest(c.req.raw);
+    this.method = this.web.method;
+    this.path = this.web.path;
+  }
+
+  header(name: string): string | null | undefined {
+    return this.web.header(name);
+  }
+
+  async body(limit: number): Promise<Uint8Array> {
+    const { req } = this.c;
+    // An earlier middleware already read the body through c.req: take it from Hono's cache.
+    if (req.raw.bodyUsed) return new Uint8Array(await req.arrayBuffer());
+    const bytes = await this.web.body(limit);
+    const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+    // Hono keeps bodies read through c.req as promises (its `BodyCache` type says otherwise). Any other
+    // form is derived from the first one cached through a new Response, which costs more than the rest
+    // of the middleware: text bodies (c.req.json() and c.req.text() read text) get their text too,
+    // after the bytes, which stay first for the other forms.
+    const cache = req.bodyCache as unknown as { arrayBuffer?: Promise<ArrayBuffer>; text?: Promise<string> };
+    cache.arrayBuffer = Promise.resolve(buffer);
+    const type = this.web.header('content-type');
+    if (isJsonContentType(type) || type?.trimStart().toLowerCase().startsWith('text/')) {
+      cache.text = Promise.resolve(utf8.decode(bytes));
+    }
+    return bytes;
+  }
 }

@@ -101,6 +101,7 @@ export function createIdempotencyHandler(options: HttpIdempotencyOptions): Idemp
     return { status: captured.status, headers, body: captured.body };
   };
 
+  const noHeaders: ReadonlyArray<readonly [string, string]> = [];
   const fingerprintOf = (request: HttpRequest, body: Uint8Array) =>
     options.fingerprint
       ? options.fingerprint(request, body)
@@ -109,7 +110,10 @@ export function createIdempotencyHandler(options: HttpIdempotencyOptions): Idemp
           path: request.path,
           body,
           contentType: request.header('content-type'),
-          headers: fingerprintHeaders.map((name) => [name, request.header(name) ?? ''] as const),
+          headers:
+            fingerprintHeaders.length === 0
+              ? noHeaders
+              : fingerprintHeaders.map((name) => [name, request.header(name) ?? ''] as const),
         });
 
   async function handle(
@@ -126,7 +130,18 @@ export function createIdempotencyHandler(options: HttpIdempotencyOptions): Idemp
       if (declared > maxRequestBytes) throw tooLarge(maxRequestBytes);
       const body = await request.body(maxRequestBytes);
       if (body.length > maxRequestBytes) throw tooLarge(maxRequestBytes);
-      const [scope, print] = await Promise.all([scopeOf(request), fingerprintOf(request, body)]);
+      // Both started before either is awaited; Promise.all only when both are promises (the default
+      // scope is not), since it costs more ticks than the two awaits.
+      const scoped = scopeOf(request);
+      const printed = fingerprintOf(request, body);
+      let scope: string;
+      let print: string;
+      if (typeof scoped === 'string') {
+        scope = scoped;
+        print = await printed;
+      } else {
+        [scope, print] = await Promise.all([scoped, printed]);
+      }
       const storage = await storageKey(key, scope, prefix);
       const result = await engine.run(
         { storageKey: storage, fingerprint: print },
@@ -148,22 +163,31 @@ export function createIdempotencyHandler(options: HttpIdempotencyOptions): Idemp
       );
       return { action: 'respond', response: problemResponse(error), replayed: true };
     }
+    // Filtered again on the way out: a record the store holds may not have been written by this
+    // handler (another version, another writer, a compromised store). Cookies and hop-by-hop headers are
+    // never replayed, and a header no HTTP server may send is a corrupt record, not a crash.
+    const headers = filterHeaders(replay.headers);
+    if (!headers.every(([name, value]) => HEADER_NAME.test(name) && HEADER_VALUE.test(value))) {
+      const error = new IdempotencyError(
+        'record_corrupt',
+        'the stored response has a header that cannot be sent',
+      );
+      return { action: 'respond', response: problemResponse(error), replayed: false };
+    }
+    headers.push(['idempotent-replayed', 'true']);
     return {
       action: 'respond',
       replayed: true,
-      response: {
-        status: replay.status,
-        headers: [
-          ...replay.headers.map(([name, value]) => [name, value] as [string, string]),
-          ['idempotent-replayed', 'true'],
-        ],
-        body: replay.body,
-      },
+      response: { status: replay.status, headers, body: replay.body },
     };
   }
 
   return { handle, covers, engine, maxRequestBytes, maxResponseBytes };
 }
+
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
+// Visible ASCII, space, tab and obs-text, as RFC 9110 allows in a field value.
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 /** idem's own answer for an error: an RFC 9457 problem response. Never stored. */
 export function problemResponse(error: IdempotencyError): HttpResponse {

@@ -29,18 +29,51 @@ export async function readBodyWithLimit(
 
 /** An {@link HttpRequest} over a Web `Request`; the body read is kept for the route in `bodyBytes()`. */
 export function webHttpRequest(request: Request): HttpRequest & { bodyBytes(): Uint8Array | null } {
-  const url = new URL(request.url);
-  let bytes: Uint8Array | null = null;
-  return {
-    method: request.method,
-    path: url.pathname + url.search,
-    header: (name) => request.headers.get(name),
-    body: async (limit) => {
-      bytes = await readBodyWithLimit(request.body, limit);
-      return bytes;
-    },
-    bodyBytes: () => bytes,
-  };
+  return new WebHttpRequest(request);
+}
+
+// A class rather than an object of closures: one is built per request.
+class WebHttpRequest implements HttpRequest {
+  readonly method: string;
+  readonly path: string;
+  private bytes: Uint8Array | null = null;
+
+  constructor(private readonly request: Request) {
+    this.method = request.method;
+    this.path = pathOf(request.url);
+  }
+
+  header(name: string): string | null {
+    return this.request.headers.get(name);
+  }
+
+  async body(limit: number): Promise<Uint8Array> {
+    this.bytes = await readBodyWithLimit(this.request.body, limit);
+    return this.bytes;
+  }
+
+  bodyBytes(): Uint8Array | null {
+    return this.bytes;
+  }
+}
+
+/**
+ * `pathname + search` of a serialised absolute URL (what `Request#url` always is), without parsing it
+ * again with `new URL`: the path starts at the first `/` after the authority, which holds none.
+ */
+export function pathOf(url: string): string {
+  const scheme = url.indexOf('://');
+  if (scheme === -1) {
+    const parsed = new URL(url);
+    return parsed.pathname + parsed.search;
+  }
+  const start = url.indexOf('/', scheme + 3);
+  if (start === -1) return '/';
+  const hash = url.indexOf('#', start);
+  let path = hash === -1 ? url.slice(start) : url.slice(start, hash);
+  // `search` is empty for a bare `?`, as in `/orders?`.
+  if (path.endsWith('?') && path.indexOf('?') === path.length - 1) path = path.slice(0, -1);
+  return path;
 }
 
 /** A Web `Request` equal to `request` but with an already-read body. */
