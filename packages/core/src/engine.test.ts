@@ -257,6 +257,25 @@ describe('IdempotencyEngine', () => {
       expect(types).not.toContain('lease_lost');
     });
 
+    it('keeps renewing the lease while a slow store completes: no takeover between the work and complete', async () => {
+      const inner = memoryStore({ cleanupIntervalMs: 0 });
+      const slowComplete = wrap(inner, {
+        complete: async (...args) => {
+          await sleep(700);
+          return inner.complete(...args);
+        },
+      });
+      const { engine, types } = setup({ store: slowComplete, leaseMs: 200, storeTimeoutMs: 2_000 });
+      const req = request();
+      const holder = engine.run(req, async () => 'first', settle);
+      await sleep(450); // the work is done; complete is still on its way, past two leases
+      const contender = await rejection(engine.run(req, async () => 'second', settle));
+      expect(contender.code).toBe('in_flight');
+      await holder;
+      expect(decode((await inner.get(req.storageKey))!.response!.body)).toBe('first');
+      expect(types()).not.toContain('lease_lost');
+    });
+
     it('without heartbeats, lets a claim take the expired lease over (the contrast case)', async () => {
       const { contender, record, types } = await longHandler(false);
       expect(contender).toMatchObject({ result: { replayed: false, value: 'contender' } });

@@ -202,10 +202,14 @@ export class IdempotencyEngine {
       await this.release(operation, operation.completedByWork);
       throw error;
     }
-    heartbeat?.stop();
-    if (!operation.completedByWork) {
-      if (response === null) await this.release(operation);
-      else await this.complete(operation, response);
+    if (operation.completedByWork || response === null) {
+      heartbeat?.stop();
+      if (!operation.completedByWork) await this.release(operation);
+    } else {
+      // The lease stays renewed until the result is stored: a store that is slow or briefly down at
+      // this moment must not let a retry take over and run the work a second time.
+      if (heartbeat) heartbeat.settling = true;
+      await this.complete(operation, response, heartbeat);
     }
     return { replayed: false as const, value, operation };
   }
@@ -220,6 +224,9 @@ export class IdempotencyEngine {
       if (heartbeat.stopped) return;
       if (!extended) {
         heartbeat.stop();
+        // While the result is being stored, a refused renewal may just mean it was stored; the
+        // completion's own answer says whether the lease was lost.
+        if (heartbeat.settling) return;
         this.emit({ type: 'lease_lost', key, operation: 'extend' });
         heartbeat.operation.loseLease();
       }
@@ -240,9 +247,12 @@ export class IdempotencyEngine {
   }
 
   /** First attempt awaited (so that an immediate retry replays); later ones in the background. */
-  private async complete(operation: RunningOperation, response: StoredResponse): Promise<void> {
-    if (await this.tryComplete(operation, response)) return;
-    void this.retryComplete(operation, response);
+  private async complete(operation: RunningOperation, response: StoredResponse, heartbeat: Heartbeat | null) {
+    if (await this.tryComplete(operation, response)) {
+      heartbeat?.stop();
+      return;
+    }
+    void this.retryComplete(operation, response).finally(() => heartbeat?.stop());
   }
 
   /** One attempt to complete; `false` when the store failed (worth retrying), `true` otherwise. */
@@ -443,6 +453,8 @@ class StoreCall<R> extends Deadline {
 /** Renews a running operation's lease every half-lease (one entry of `beats`) until stopped. */
 class Heartbeat extends Deadline {
   stopped = false;
+  /** Set once the work finished and its result is being stored. */
+  settling = false;
   private busy = false;
   private readonly lastRenewal: number;
 
