@@ -39,7 +39,8 @@ export function crashScenarios(context: ScenarioContext): void {
 
   describe('crash', () => {
     if (context.kind === 'memory') {
-      it.skip('kill -9 / SIGSTOP of the lease holder: not applicable to memory, whose records live and die with its one process (emulated in process below)', () => {});
+      // kill -9 / SIGSTOP do not apply to memory, whose records live and die with its one process:
+      // the lease loss is emulated in process instead.
 
       it('the holder stops renewing its lease mid-handler (heartbeats lost, as in a crash or a pause): a retry before the lease ends gets 409, after it the handler runs once more; the stale holder, resumed, cannot store its result (lease_lost) and the replay returns the newer one', async () => {
         const target = context.target();
