@@ -6,9 +6,9 @@
  */
 import autocannon from 'autocannon';
 
-const [url, seconds, keys, connections] = process.argv.slice(2);
+const [url, seconds, keys, connections, rate] = process.argv.slice(2);
 if (!url || !seconds || !keys)
-  throw new Error('usage: load.ts <url> <seconds> <unique|one|none> [connections]');
+  throw new Error('usage: load.ts <url> <seconds> <unique|one|none> [connections] [requests per second]');
 
 const body = JSON.stringify({ item: 'book', quantity: 2, note: 'benchmark order' });
 const runId = `${process.pid}-${Date.now().toString(36)}`;
@@ -20,6 +20,8 @@ const result = await autocannon({
   url,
   method: 'POST',
   connections: Number(connections ?? 50),
+  // A fixed offered load (all connections together), for comparing CPU per request at equal load.
+  ...(rate !== undefined && { overallRate: Number(rate) }),
   duration: Number(seconds),
   headers: {
     'content-type': 'application/json',

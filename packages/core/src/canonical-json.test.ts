@@ -189,6 +189,19 @@ describe('canonicalJson fast path', () => {
       '{"id":"order-123456789012345678901","n":3}',
       `${'['.repeat(100)}1${']'.repeat(100)}`,
       `${'{"a":'.repeat(600)}1${'}'.repeat(600)}`,
+      '[1234567890123456, 9007199254740993, -05, 007, -0.0, 2.50, 1e+5, 1E-2, 123456789012345]',
+      '{"date":"2024-05-01","v":"1.10","e":"1e5","n":-0}',
+    ]) {
+      expect(canonicalJson(text)).toBe(parseCanonical(text));
+    }
+  });
+
+  it('agrees on keys that engines order on their own (integer-like) and on __proto__', () => {
+    for (const text of [
+      '{"10":1,"9":2,"a":3,"1a":4,"":5}',
+      '{"b":{"2":[1,{"z":0,"0":1}],"1":0},"a":1}',
+      '{"__proto__":{"x":1},"a":{"__proto__":null}}',
+      '{"constructor":1,"toJSON":"x","hasOwnProperty":2}',
     ]) {
       expect(canonicalJson(text)).toBe(parseCanonical(text));
     }

@@ -1,5 +1,5 @@
 import { canonicalJson } from './canonical-json.js';
-import { sha256Hex } from './hash.js';
+import { sha256HexNow } from './hash.js';
 
 /** What a request asks for, as far as its fingerprint is concerned. */
 export interface FingerprintInput {
@@ -29,6 +29,11 @@ export function isJsonContentType(contentType: string | null | undefined): boole
  * JSON but is not valid JSON is hashed as raw bytes.
  */
 export async function fingerprint(input: FingerprintInput): Promise<string> {
+  return fingerprintNow(input);
+}
+
+/** {@link fingerprint}, synchronous where the runtime hashes synchronously (the request path's version). */
+export function fingerprintNow(input: FingerprintInput): string | Promise<string> {
   const fields: string[] = [input.method.toUpperCase(), input.path];
   for (const [name, value] of input.headers ?? []) fields.push(name.toLowerCase(), value);
   let body: string | Uint8Array = input.body;
@@ -40,7 +45,7 @@ export async function fingerprint(input: FingerprintInput): Promise<string> {
   // start of the body, whatever characters it holds. Raw bodies are marked so that a raw body can never
   // hash like the canonical form of a JSON one.
   const head = `${JSON.stringify(fields)}\n`;
-  return typeof body === 'string' ? sha256Hex(head, body) : sha256Hex(head, 'raw:', body);
+  return typeof body === 'string' ? sha256HexNow([head, body]) : sha256HexNow([head, 'raw:', body]);
 }
 
 function canonicalBody(body: Uint8Array): string | null {

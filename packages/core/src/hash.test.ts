@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { sha256Hex, storageKey, webCryptoSha256Hex } from './hash.js';
+import { sha256Hex, sha256HexNow, storageKey, storageKeyNow, webCryptoSha256Hex } from './hash.js';
 
 describe('sha256Hex', () => {
   const vectors: Array<[string, string]> = [
@@ -41,5 +41,20 @@ describe('sha256Hex of parts', () => {
     const whole = await sha256Hex('head\nraw:\u0001\u0002');
     expect(await sha256Hex('head\n', 'raw:', new Uint8Array([1, 2]))).toBe(whole);
     expect(await webCryptoSha256Hex('head\n', 'raw:', new Uint8Array([1, 2]))).toBe(whole);
+  });
+});
+
+describe('sha256HexNow (the request path)', () => {
+  it('answers synchronously on Node, with the same digest for one string, several strings and bytes', async () => {
+    const bytes = new Uint8Array([0, 1, 2, 255]);
+    for (const parts of [['abc'], ['head\n', 'json:{"a":1}'], ['head\n', 'raw:', bytes], [bytes]]) {
+      const digest = sha256HexNow(parts);
+      expect(typeof digest).toBe('string');
+      expect(digest).toBe(await webCryptoSha256Hex(...parts));
+    }
+  });
+
+  it('gives the same storage key as storageKey', async () => {
+    expect(storageKeyNow('order-1', 'tenant-a', 'p:')).toBe(await storageKey('order-1', 'tenant-a', 'p:'));
   });
 });

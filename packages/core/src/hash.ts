@@ -5,19 +5,37 @@ interface SyncHash {
   digest(encoding: 'hex'): string;
 }
 
+interface BuiltinCrypto {
+  createHash?: (algorithm: string) => SyncHash;
+  /** One-shot hash (Node 20.12+, 21.7+): no Hash object per call. */
+  hash?: (algorithm: string, data: string | Uint8Array, encoding: 'hex') => string;
+}
+
 // Web Crypto's digest is asynchronous (a thread-pool round trip in Node: tens of microseconds, twice per
 // request). Where the runtime offers Node's synchronous hash as a built-in module (Node 20.16+, Bun,
 // Deno), use it; this is a runtime lookup, not an import, so edge runtimes keep using Web Crypto.
 const builtinCrypto = (
   globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }
-).process?.getBuiltinModule?.('node:crypto') as { createHash?: (algorithm: string) => SyncHash } | undefined;
+).process?.getBuiltinModule?.('node:crypto') as BuiltinCrypto | undefined;
 const createHash = typeof builtinCrypto?.createHash === 'function' ? builtinCrypto.createHash : null;
+const oneShot = typeof builtinCrypto?.hash === 'function' ? builtinCrypto.hash : null;
 
 /**
  * SHA-256 of `data`, or of its parts one after the other (strings are hashed as UTF-8), as lower-case
  * hex. Runs on every runtime.
  */
 export async function sha256Hex(...data: Array<string | Uint8Array>): Promise<string> {
+  return sha256HexNow(data);
+}
+
+/**
+ * {@link sha256Hex} for the request path: the digest itself where the runtime hashes synchronously,
+ * a promise of it only where Web Crypto is all there is. Saves the promise and the tick per hash.
+ */
+export function sha256HexNow(data: ReadonlyArray<string | Uint8Array>): string | Promise<string> {
+  if (oneShot && data.length === 1) return oneShot('sha256', data[0]!, 'hex');
+  if (oneShot && data.every((part) => typeof part === 'string'))
+    return oneShot('sha256', data.join(''), 'hex');
   if (createHash) {
     const hash = createHash('sha256');
     for (const part of data) hash.update(part);
@@ -50,5 +68,11 @@ export const DEFAULT_KEY_PREFIX = 'idem:';
  * key are length-prefixed so that no two (scope, key) pairs hash the same input.
  */
 export async function storageKey(key: string, scope = '', prefix = DEFAULT_KEY_PREFIX): Promise<string> {
-  return prefix + (await sha256Hex(`${scope.length}:${scope}\n${key}`));
+  return storageKeyNow(key, scope, prefix);
+}
+
+/** {@link storageKey}, synchronous where the runtime hashes synchronously (see {@link sha256HexNow}). */
+export function storageKeyNow(key: string, scope: string, prefix: string): string | Promise<string> {
+  const digest = sha256HexNow([`${scope.length}:${scope}\n${key}`]);
+  return typeof digest === 'string' ? prefix + digest : digest.then((hex) => prefix + hex);
 }

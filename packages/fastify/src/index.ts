@@ -124,8 +124,8 @@ class FastifyHttpRequest implements HttpRequest {
     return Array.isArray(value) ? value.join(', ') : value;
   }
 
-  body(): Promise<Uint8Array> {
-    return Promise.resolve(this.bytes);
+  body(): Uint8Array {
+    return this.bytes;
   }
 }
 

@@ -1,7 +1,7 @@
 import { type EngineOptions, IdempotencyEngine } from '../engine.js';
 import { IdempotencyError, isIdempotencyError, problemFor } from '../errors.js';
-import { fingerprint as fingerprintRequest } from '../fingerprint.js';
-import { DEFAULT_KEY_PREFIX, storageKey } from '../hash.js';
+import { fingerprintNow } from '../fingerprint.js';
+import { DEFAULT_KEY_PREFIX, storageKeyNow } from '../hash.js';
 import { parseIdempotencyKey } from '../key.js';
 import type { StoredResponse } from '../store.js';
 import { type StoredHeadersOptions, storedHeaderFilter } from './stored-headers.js';
@@ -105,7 +105,7 @@ export function createIdempotencyHandler(options: HttpIdempotencyOptions): Idemp
   const fingerprintOf = (request: HttpRequest, body: Uint8Array) =>
     options.fingerprint
       ? options.fingerprint(request, body)
-      : fingerprintRequest({
+      : fingerprintNow({
           method: request.method,
           path: request.path,
           body,
@@ -128,21 +128,24 @@ export function createIdempotencyHandler(options: HttpIdempotencyOptions): Idemp
       const key = parseIdempotencyKey(header, keyOptions);
       const declared = Number(request.header('content-length') ?? 0);
       if (declared > maxRequestBytes) throw tooLarge(maxRequestBytes);
-      const body = await request.body(maxRequestBytes);
+      // Each value below is awaited only when it is a promise: on Node everything but the store is
+      // synchronous, and an await per step is a tick (and a promise) per step per request.
+      const read = request.body(maxRequestBytes);
+      const body = isThenable(read) ? await read : read;
       if (body.length > maxRequestBytes) throw tooLarge(maxRequestBytes);
-      // Both started before either is awaited; Promise.all only when both are promises (the default
-      // scope is not), since it costs more ticks than the two awaits.
+      // Scope and fingerprint both start before either is awaited.
       const scoped = scopeOf(request);
       const printed = fingerprintOf(request, body);
       let scope: string;
       let print: string;
       if (typeof scoped === 'string') {
         scope = scoped;
-        print = await printed;
+        print = typeof printed === 'string' ? printed : await printed;
       } else {
         [scope, print] = await Promise.all([scoped, printed]);
       }
-      const storage = await storageKey(key, scope, prefix);
+      const keyed = storageKeyNow(key, scope, prefix);
+      const storage = typeof keyed === 'string' ? keyed : await keyed;
       const result = await engine.run(
         { storageKey: storage, fingerprint: print },
         (operation) => run({ key, storageKey: storage, fingerprint: print, operation }),
@@ -193,6 +196,10 @@ const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 export function problemResponse(error: IdempotencyError): HttpResponse {
   const { status, headers, problem } = problemFor(error);
   return { status, headers: Object.entries(headers), body: encoder.encode(JSON.stringify(problem)) };
+}
+
+function isThenable<T>(value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function';
 }
 
 function tooLarge(limit: number): IdempotencyError {

@@ -12,9 +12,9 @@ export interface HttpRequest {
   /**
    * The body bytes, read at most once and only for requests idem covers. Implementations should stop
    * reading past `limit` bytes and throw `IdempotencyError('request_too_large')`; the layer checks the
-   * length as well.
+   * length as well. A binding that already holds the bytes may return them directly.
    */
-  body(limit: number): Promise<Uint8Array>;
+  body(limit: number): Uint8Array | Promise<Uint8Array>;
 }
 
 /** A complete response: what idem answers itself (replays, problems). */
