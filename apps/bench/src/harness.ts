@@ -84,9 +84,12 @@ export async function runLoad(
   seconds: number,
   keys: 'unique' | 'one' | 'none',
   connections: number,
+  /** A fixed offered load (requests per second, all connections together) instead of as fast as possible. */
+  rate?: number,
 ): Promise<LoadResult> {
+  const rateArgs = rate === undefined ? [] : [String(rate)];
   const [command, args] = pinned(
-    [tsx, `${here}load.ts`, `${url}/orders`, String(seconds), keys, String(connections)],
+    [tsx, `${here}load.ts`, `${url}/orders`, String(seconds), keys, String(connections), ...rateArgs],
     PINNING.generator,
   );
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] });

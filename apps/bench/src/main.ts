@@ -90,9 +90,14 @@ for (const { framework, store } of combos) {
       const idemCpu: number[] = [];
       let idemCalls = 0;
       // CPU µs per request over one slice, read from the server before and after it.
-      const slice = async (server: ServerProcess, keys: 'unique' | 'one' | 'none', cpu: number[]) => {
+      const slice = async (
+        server: ServerProcess,
+        keys: 'unique' | 'one' | 'none',
+        cpu: number[],
+        rate?: number,
+      ) => {
         const before = await serverCpu(server.url);
-        const run = await runLoad(server.url, seconds, keys, connections);
+        const run = await runLoad(server.url, seconds, keys, connections, rate);
         cpu.push(((await serverCpu(server.url)) - before) / run.requests);
         return run;
       };
@@ -103,6 +108,14 @@ for (const { framework, store } of combos) {
         idemCalls += (await storeCalls(idem.url)) - before;
         idemRuns.push(run);
       }
+      // At saturation the slower server also pays more per request for being slower (the generator
+      // sleeps between responses, so each write wakes it up): CPU per request at the same offered load,
+      // half of what idem sustained, is what idem adds to each request.
+      const equalRate = Math.max(50, Math.round(median(idemRuns.map((run) => run.rps)) / 2));
+      const equalBareCpu: number[] = [];
+      const equalIdemCpu: number[] = [];
+      await slice(bare, 'none', equalBareCpu, equalRate);
+      await slice(idem, keys, equalIdemCpu, equalRate);
       const ratios = idemRuns.map((run, i) => run.rps / bareRuns[i]!.rps);
       const cpuRatios = bareCpu.map((us, i) => us / idemCpu[i]!);
       const idemRequests = idemRuns.reduce((sum, run) => sum + run.requests, 0);
@@ -117,6 +130,9 @@ for (const { framework, store } of combos) {
         bareCpuMicros: median(bareCpu),
         idemCpuMicros: median(idemCpu),
         cpuRatio: median(cpuRatios),
+        equalRate,
+        equalBareCpuMicros: equalBareCpu[0]!,
+        equalIdemCpuMicros: equalIdemCpu[0]!,
         bareP50: median(bareRuns.map((run) => run.p50)),
         bareP99: median(bareRuns.map((run) => run.p99)),
         idemP50: median(idemRuns.map((run) => run.p50)),
@@ -131,6 +147,7 @@ for (const { framework, store } of combos) {
           `idem ${row.idemRps.toFixed(0).padStart(6)} ratio ${row.ratio.toFixed(3)} (${ratios.map((r) => r.toFixed(3)).join(' ')}) ` +
           `cpu µs/req bare ${row.bareCpuMicros.toFixed(1)} idem ${row.idemCpuMicros.toFixed(1)} ` +
           `cpu ratio ${row.cpuRatio.toFixed(3)} (${cpuRatios.map((r) => r.toFixed(3)).join(' ')}) ` +
+          `at ${equalRate}/s bare ${row.equalBareCpuMicros.toFixed(1)} idem ${row.equalIdemCpuMicros.toFixed(1)} µs/req ` +
           `rt/req ${row.roundTrips.toFixed(2)} gen-cpu ${(row.generatorCpu * 100).toFixed(0)}% failures ${row.failures}`,
       );
     }

@@ -19,6 +19,12 @@ export interface Row {
   idemCpuMicros: number;
   /** Median over pairs of bare CPU per request / idem CPU per request (1 = idem costs no CPU). */
   cpuRatio: number;
+  /** The offered load (req/s) of the equal-load pair: half of idem's median throughput. */
+  equalRate: number;
+  /** Server CPU per request (µs) of the bare server at `equalRate`. */
+  equalBareCpuMicros: number;
+  /** Server CPU per request (µs) of the idem server at `equalRate`. */
+  equalIdemCpuMicros: number;
   bareP50: number;
   bareP99: number;
   idemP50: number;
@@ -74,16 +80,19 @@ export function renderResults(
     '- `POST /orders` with a small JSON body; new keys: a fresh `Idempotency-Key` per request; replays: one key for all.',
     '- ratio = idem req/s / bare req/s within a pair; the table shows the median over pairs (each pair in brackets).',
     "- CPU µs/req = the server process's CPU time (user + system, `process.cpuUsage`) over a slice / the requests it served, median over slices; CPU ratio = bare µs / idem µs within a pair, median. Steadier than req/s on a shared machine.",
+    "- at equal load = one more pair at a fixed offered load (half of idem's median req/s), the same for both servers: CPU µs per request bare/idem, and what idem adds per request. At saturation the slower server also pays more per request for being slower (the generator sleeps between responses, and every response wakes it), so the CPU ratio above understates idem; this column does not.",
     "- round trips = store calls per idem request, from the store's own counter in the same run (2 new, 1 replay).",
     "- gen CPU = the load generator's highest use of its core; near 100% means the generator, not the server, was the limit.",
     '',
-    '| framework | store | scenario | bare req/s | idem req/s | ratio (pairs) | bare/idem CPU µs/req | CPU ratio | bare p50/p99 ms | idem p50/p99 ms | round trips | gen CPU | failures |',
-    '|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| framework | store | scenario | bare req/s | idem req/s | ratio (pairs) | bare/idem CPU µs/req | CPU ratio | at equal load: req/s, bare/idem CPU µs/req, added µs | bare p50/p99 ms | idem p50/p99 ms | round trips | gen CPU | failures |',
+    '|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows.map(
       (row) =>
         `| ${row.framework} | ${row.store} | ${row.scenario} | ${fmt(row.bareRps)} | ${fmt(row.idemRps)} | ` +
         `**${fmt(row.ratio, 3)}** (${row.ratios.map((r) => fmt(r, 2)).join(', ')}) | ` +
-        `${fmt(row.bareCpuMicros, 1)}/${fmt(row.idemCpuMicros, 1)} | ${fmt(row.cpuRatio, 3)} | ${row.bareP50}/${row.bareP99} | ` +
+        `${fmt(row.bareCpuMicros, 1)}/${fmt(row.idemCpuMicros, 1)} | ${fmt(row.cpuRatio, 3)} | ` +
+        `${fmt(row.equalRate)}: ${fmt(row.equalBareCpuMicros, 1)}/${fmt(row.equalIdemCpuMicros, 1)}, +${fmt(row.equalIdemCpuMicros - row.equalBareCpuMicros, 1)} | ` +
+        `${row.bareP50}/${row.bareP99} | ` +
         `${row.idemP50}/${row.idemP99} | ${fmt(row.roundTrips, 2)} | ${fmt(row.generatorCpu * 100)}% | ${row.failures} |`,
     ),
     '',

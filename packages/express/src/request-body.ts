@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { IdempotencyError } from '@idem/core';
+import { IdempotencyError, readIncomingBody } from '@idem/core';
 
 /** An Express request, as far as its body is concerned (`_body` is body-parser 1.x's "parsed" flag). */
 type BodyRequest = IncomingMessage & { body?: unknown; _body?: boolean };
@@ -34,39 +34,14 @@ function parsedBodyBytes(body: unknown): Uint8Array {
 
 function readAndRestore(req: BodyRequest, limit: number): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let length = 0;
-    const stop = () => {
-      req.off('readable', onReadable);
-      req.off('error', fail);
-      req.off('close', onClose);
-    };
-    const fail = (error: unknown) => {
-      stop();
-      reject(error);
-    };
-    const onClose = () => fail(new Error('[express] the request was aborted while idem read its body'));
-    function onReadable() {
-      for (let chunk: Buffer | null = req.read(); chunk !== null; chunk = req.read()) {
-        length += chunk.length;
-        if (length > limit) {
-          // Drain the rest, as body parsers do, so that the connection can carry the 413.
-          fail(new IdempotencyError('request_too_large', `the request body is larger than ${limit} bytes`));
-          req.resume();
-          return;
-        }
-        chunks.push(chunk);
-      }
-      if (!req.complete) return;
-      stop();
-      const body = Buffer.concat(chunks, length);
-      // The last read() only scheduled 'end' for the next tick, and Node skips it when data was
-      // unshifted meanwhile: the stream stays unconsumed, with the whole body in its buffer.
-      if (length > 0) req.unshift(body);
-      resolve(body);
-    }
-    req.on('readable', onReadable);
-    req.once('error', fail);
-    req.once('close', onClose);
+    readIncomingBody(req, limit, (error, body) => {
+      if (error !== null || body === undefined) {
+        reject(error);
+      } else if (body.overLimit) {
+        // Drain the rest, as body parsers do, so that the connection can carry the 413.
+        req.resume();
+        reject(new IdempotencyError('request_too_large', `the request body is larger than ${limit} bytes`));
+      } else resolve(body.bytes);
+    });
   });
 }

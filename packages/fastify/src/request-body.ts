@@ -1,5 +1,6 @@
 import { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
+import { readIncomingBody } from '@idem/core';
 import type { RequestPayload } from 'fastify';
 
 /** The raw request body read for the fingerprint, and the stream Fastify parses in its place. */
@@ -19,86 +20,19 @@ export interface BufferedBody {
  * Plain stream events and a callback rather than an async iterator: this runs on every covered request,
  * and the iterator's promise per chunk (plus `Readable.from` over an async generator to replay it) cost
  * more than the rest of the plugin. The usual payload, Node's own request, is not even replaced: what
- * was read is put back into it (see {@link IncomingBodyReader}).
+ * was read is put back into it (`readIncomingBody` of `@idem/core`).
  */
 export function bufferRequestBody(
   payload: RequestPayload,
   limit: number,
   callback: (error: Error | null, body?: BufferedBody) => void,
 ): void {
-  if (payload instanceof IncomingMessage) new IncomingBodyReader(payload, limit, callback).start();
-  else new BodyReader(payload, limit, callback).start();
-}
-
-/**
- * Reads Node's request with `read()` until the message is complete (or past the limit), then puts the
- * chunks back with `unshift`, before the stream could emit `end`: the last `read()` only scheduled `end`
- * for the next tick, and Node skips it when data was unshifted meanwhile. The request stays unconsumed,
- * its body in its buffer, for Fastify to parse as if nobody had touched it.
- */
-class IncomingBodyReader {
-  private readonly chunks: Buffer[] = [];
-  private length = 0;
-  private finished = false;
-  // Bound once per request, so that they can be removed again.
-  private readonly onReadable: () => void;
-  private readonly onError: (error: Error) => void;
-  private readonly onClose: () => void;
-
-  constructor(
-    private readonly source: IncomingMessage,
-    private readonly limit: number,
-    private readonly callback: (error: Error | null, body?: BufferedBody) => void,
-  ) {
-    this.onReadable = this.readable.bind(this);
-    this.onError = this.fail.bind(this);
-    this.onClose = this.closed.bind(this);
-  }
-
-  start(): void {
-    const { source } = this;
-    source.on('readable', this.onReadable);
-    source.on('error', this.onError);
-    source.on('close', this.onClose);
-  }
-
-  private readable(): void {
-    const { source } = this;
-    for (let chunk: Buffer | null = source.read(); chunk !== null; chunk = source.read()) {
-      this.chunks.push(chunk);
-      this.length += chunk.length;
-      // Past the limit: stop here; the layer answers 413, and the parser still gets the whole body.
-      if (this.length > this.limit) {
-        this.finish(null);
-        return;
-      }
-    }
-    if (source.complete) this.finish(null);
-  }
-
-  private fail(error: Error): void {
-    this.finish(error);
-  }
-
-  private closed(): void {
-    this.finish(new Error('[fastify] the request closed before its body ended'));
-  }
-
-  private finish(error: Error | null): void {
-    if (this.finished) return;
-    this.finished = true;
-    const { source, chunks } = this;
-    source.off('readable', this.onReadable);
-    source.off('error', this.onError);
-    source.off('close', this.onClose);
-    if (error !== null) {
-      this.callback(error);
-      return;
-    }
-    // The chunks themselves go back; the layer gets a copy, as the parser might change what it reads.
-    for (let i = chunks.length - 1; i >= 0; i--) source.unshift(chunks[i]!);
-    this.callback(null, { bytes: Buffer.concat(chunks, this.length), payload: source });
-  }
+  if (payload instanceof IncomingMessage) {
+    readIncomingBody(payload, limit, (error, body) => {
+      if (error !== null || body === undefined) callback(error ?? null);
+      else callback(null, { bytes: body.bytes, payload });
+    });
+  } else new BodyReader(payload, limit, callback).start();
 }
 
 class BodyReader {

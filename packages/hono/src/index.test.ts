@@ -96,3 +96,53 @@ describe('@idem/hono', () => {
     expect(await response.json()).toEqual({ used: false, body: 'raw' });
   });
 });
+
+describe('@idem/hono on @hono/node-server', () => {
+  // The body is read from the Node request itself there (no Web request built for it), and put back.
+  async function serve(app: Hono<{ Variables: IdempotencyVariables }>) {
+    const { createAdaptorServer } = await import('@hono/node-server');
+    const server = createAdaptorServer({ fetch: app.fetch });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    return { url: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(resolve)) };
+  }
+
+  it('leaves the raw request readable for the route, and fingerprints what it holds', async () => {
+    const { app, options, count, runs } = appWith();
+    app.use(idempotency(options));
+    app.post('/raw', async (c) => c.json({ n: count(), text: await c.req.raw.text() }));
+    app.post('/parsed', async (c) => c.json({ n: count(), json: await c.req.json() }));
+    const { url, close } = await serve(app);
+    try {
+      const body = JSON.stringify({ item: 'book', note: 'x'.repeat(100_000) });
+      const summary = (text: string) => `${text.length}:${text.slice(0, 20)}…${text.slice(-10)}`;
+      const first = await fetch(`${url}/raw`, post('n1', body));
+      const got = (await first.json()) as { n: number; text: string };
+      expect({ n: got.n, text: summary(got.text) }).toEqual({ n: 1, text: summary(body) });
+      const replay = await fetch(`${url}/raw`, post('n1', body));
+      expect(replay.headers.get('idempotent-replayed')).toBe('true');
+      expect((await fetch(`${url}/raw`, post('n1', body.replace('book', 'pen')))).status).toBe(422);
+      const parsed = await fetch(`${url}/parsed`, post('n2', '{"b":2,"a":1}'));
+      expect(await parsed.json()).toEqual({ n: 2, json: { a: 1, b: 2 } });
+      expect(runs()).toBe(2);
+    } finally {
+      await close();
+    }
+  });
+
+  it('answers 413 for a body over maxRequestBytes, and the connection still carries it', async () => {
+    const { app, options, count, runs } = appWith({ maxRequestBytes: 1000 });
+    app.use(idempotency(options));
+    app.post('/raw', async (c) => c.json({ n: count() }));
+    const { url, close } = await serve(app);
+    try {
+      const response = await fetch(`${url}/raw`, post('big', 'x'.repeat(50_000), 'text/plain'));
+      expect(response.status).toBe(413);
+      expect(await response.json()).toMatchObject({ code: 'request_too_large' });
+      expect((await fetch(`${url}/raw`, post('small', 'x'.repeat(10), 'text/plain'))).status).toBe(200);
+      expect(runs()).toBe(1);
+    } finally {
+      await close();
+    }
+  });
+});

@@ -4,7 +4,9 @@ import {
   type HttpIdempotencyOptions,
   type HttpRequest,
   type IdempotencyContext,
+  type IncomingBody,
   isJsonContentType,
+  readIncomingBody,
   webHttpRequest,
 } from '@idem/core';
 import type { Context, MiddlewareHandler } from 'hono';
@@ -102,6 +104,46 @@ export function idempotency(options: IdempotencyOptions): MiddlewareHandler<Idem
   };
 }
 
+/**
+ * On Node (@hono/node-server), the Node request behind `c.req.raw`, while nobody has read from it:
+ * reading it directly spares building the Web request and its stream, which costs more than the rest
+ * of the middleware. What is read goes back into it, so `c.req.raw.body` still works afterwards.
+ */
+function untouchedIncoming(c: Context): (IncomingBody & NodeStreamState) | undefined {
+  const incoming = (c.env as { incoming?: Partial<IncomingBody & NodeStreamState> } | undefined)?.incoming;
+  if (
+    typeof incoming?.read !== 'function' ||
+    typeof incoming.unshift !== 'function' ||
+    typeof incoming.listenerCount !== 'function' ||
+    typeof incoming.complete !== 'boolean'
+  ) {
+    return undefined;
+  }
+  const untouched =
+    incoming.readableFlowing === null &&
+    incoming.readableEnded === false &&
+    incoming.listenerCount('data') === 0 &&
+    incoming.listenerCount('readable') === 0;
+  return untouched ? (incoming as IncomingBody & NodeStreamState) : undefined;
+}
+
+/** What says whether a Node stream was read from already. */
+interface NodeStreamState {
+  readonly readableFlowing: boolean | null;
+  readonly readableEnded: boolean;
+  listenerCount(event: string): number;
+}
+
+function readIncoming(incoming: IncomingBody, limit: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    readIncomingBody(incoming, limit, (error, body) => {
+      if (error !== null || body === undefined) reject(error);
+      // Over the limit, the layer answers 413 from the length.
+      else resolve(body.bytes);
+    });
+  });
+}
+
 // As Body#text() decodes: UTF-8, a leading BOM dropped, invalid bytes replaced.
 const utf8 = new TextDecoder();
 
@@ -128,9 +170,11 @@ class HonoHttpRequest implements HttpRequest {
 
   async body(limit: number): Promise<Uint8Array> {
     const { req } = this.c;
+    // Looked at first: asking the Web request anything about its body makes @hono/node-server build it.
+    const incoming = untouchedIncoming(this.c);
     // An earlier middleware already read the body through c.req: take it from Hono's cache.
-    if (req.raw.bodyUsed) return new Uint8Array(await req.arrayBuffer());
-    const bytes = await this.web.body(limit);
+    if (!incoming && req.raw.bodyUsed) return new Uint8Array(await req.arrayBuffer());
+    const bytes = incoming ? await readIncoming(incoming, limit) : await this.web.body(limit);
     const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
     // Hono keeps bodies read through c.req as promises (its `BodyCache` type says otherwise). Any other
     // form is derived from the first one cached through a new Response, which costs more than the rest

@@ -4,6 +4,7 @@ export {
   type IdempotencyHandler,
   problemResponse,
 } from './handler.js';
+export { type IncomingBody, type IncomingBodyResult, readIncomingBody } from './incoming-body.js';
 export { type StoredHeadersOptions, storedHeaderFilter } from './stored-headers.js';
 export type {
   CapturedResponse,
