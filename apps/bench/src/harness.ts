@@ -8,6 +8,10 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const benchDir = fileURLToPath(new URL('..', import.meta.url));
 const tsx = fileURLToPath(new URL('../node_modules/.bin/tsx', import.meta.url));
 
+/** The frameworks the bench measures, each bare and behind idem. */
+export const FRAMEWORKS = ['fastify', 'hono', 'express'] as const;
+export type Framework = (typeof FRAMEWORKS)[number];
+
 /** Cores to pin the server and the load generator to, when the machine has two or more. */
 export const PINNING = { server: '0', generator: '1' };
 

@@ -19,6 +19,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { dynamodbEndpoint, postgresUrl, redisUrl } from '@idem/test-services';
 import {
+  FRAMEWORKS,
   type LoadResult,
   runLoad,
   type ServerProcess,
@@ -42,12 +43,11 @@ const { values } = parseArgs({
   },
 });
 
-const FRAMEWORKS = ['fastify', 'hono', 'express'];
 const STORES = ['memory', 'redis', 'postgres', 'dynamodb'];
-const pick = (list: string | undefined, all: string[]) =>
+const pick = (list: string | undefined, all: readonly string[]) =>
   list ? list.split(',').filter((x) => all.includes(x)) : null;
-const frameworks = pick(values.frameworks, FRAMEWORKS) ?? FRAMEWORKS;
-const stores = pick(values.stores, STORES) ?? (values.full ? STORES : STORES);
+const frameworks = pick(values.frameworks, FRAMEWORKS) ?? [...FRAMEWORKS];
+const stores = pick(values.stores, STORES) ?? STORES;
 const combos = frameworks.flatMap((framework) =>
   stores
     .filter((store) => values.full || values.stores || store === 'memory' || framework === 'fastify')

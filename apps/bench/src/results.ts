@@ -55,6 +55,25 @@ const version = (name: string) => {
   }
 };
 
+const fmt = (n: number, digits = 0) => n.toFixed(digits);
+/** A difference with its sign: +12.5, -3.0. */
+const signed = (n: number) => (n >= 0 ? '+' : '-') + fmt(Math.abs(n), 1);
+
+/** A markdown table with padded columns, laid out the way the repository's formatter lays it out. */
+export function markdownTable(
+  columns: [title: string, align: 'left' | 'right'][],
+  rows: string[][],
+): string[] {
+  const widths = columns.map(([title], i) => Math.max(3, title.length, ...rows.map((row) => row[i]!.length)));
+  const pad = (cell: string, i: number) =>
+    columns[i]![1] === 'right' ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!);
+  const line = (cells: string[]) => `| ${cells.map(pad).join(' | ')} |`;
+  const rule = columns.map(([, align], i) =>
+    align === 'right' ? `${'-'.repeat(widths[i]! - 1)}:` : '-'.repeat(widths[i]!),
+  );
+  return [line(columns.map(([title]) => title)), `| ${rule.join(' | ')} |`, ...rows.map(line)];
+}
+
 /** RESULTS.md: machine, versions, date, and the table. */
 export function renderResults(
   rows: Row[],
@@ -68,7 +87,6 @@ export function renderResults(
     durationSeconds: number;
   },
 ): string {
-  const fmt = (n: number, digits = 0) => n.toFixed(digits);
   const lines = [
     '# Benchmark results',
     '',
@@ -84,16 +102,40 @@ export function renderResults(
     "- round trips = store calls per idem request, from the store's own counter in the same run (2 new, 1 replay).",
     "- gen CPU = the load generator's highest use of its core; near 100% means the generator, not the server, was the limit.",
     '',
-    '| framework | store | scenario | bare req/s | idem req/s | ratio (pairs) | bare/idem CPU µs/req | CPU ratio | at equal load: req/s, bare/idem CPU µs/req, added µs | bare p50/p99 ms | idem p50/p99 ms | round trips | gen CPU | failures |',
-    '|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...rows.map(
-      (row) =>
-        `| ${row.framework} | ${row.store} | ${row.scenario} | ${fmt(row.bareRps)} | ${fmt(row.idemRps)} | ` +
-        `**${fmt(row.ratio, 3)}** (${row.ratios.map((r) => fmt(r, 2)).join(', ')}) | ` +
-        `${fmt(row.bareCpuMicros, 1)}/${fmt(row.idemCpuMicros, 1)} | ${fmt(row.cpuRatio, 3)} | ` +
-        `${fmt(row.equalRate)}: ${fmt(row.equalBareCpuMicros, 1)}/${fmt(row.equalIdemCpuMicros, 1)}, +${fmt(row.equalIdemCpuMicros - row.equalBareCpuMicros, 1)} | ` +
-        `${row.bareP50}/${row.bareP99} | ` +
-        `${row.idemP50}/${row.idemP99} | ${fmt(row.roundTrips, 2)} | ${fmt(row.generatorCpu * 100)}% | ${row.failures} |`,
+    ...markdownTable(
+      [
+        ['framework', 'left'],
+        ['store', 'left'],
+        ['scenario', 'left'],
+        ['bare req/s', 'right'],
+        ['idem req/s', 'right'],
+        ['ratio (pairs)', 'left'],
+        ['bare/idem CPU µs/req', 'right'],
+        ['CPU ratio', 'right'],
+        ['at equal load: req/s, bare/idem CPU µs/req, added µs', 'right'],
+        ['bare p50/p99 ms', 'right'],
+        ['idem p50/p99 ms', 'right'],
+        ['round trips', 'right'],
+        ['gen CPU', 'right'],
+        ['failures', 'right'],
+      ],
+      rows.map((row) => [
+        row.framework,
+        row.store,
+        row.scenario,
+        fmt(row.bareRps),
+        fmt(row.idemRps),
+        `**${fmt(row.ratio, 3)}** (${row.ratios.map((r) => fmt(r, 2)).join(', ')})`,
+        `${fmt(row.bareCpuMicros, 1)}/${fmt(row.idemCpuMicros, 1)}`,
+        fmt(row.cpuRatio, 3),
+        `${fmt(row.equalRate)}: ${fmt(row.equalBareCpuMicros, 1)}/${fmt(row.equalIdemCpuMicros, 1)}, ` +
+          signed(row.equalIdemCpuMicros - row.equalBareCpuMicros),
+        `${row.bareP50}/${row.bareP99}`,
+        `${row.idemP50}/${row.idemP99}`,
+        fmt(row.roundTrips, 2),
+        `${fmt(row.generatorCpu * 100)}%`,
+        String(row.failures),
+      ]),
     ),
     '',
   ];

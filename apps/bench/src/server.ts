@@ -14,9 +14,7 @@ import express from 'express';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
 import { countingStore } from './counting-store.js';
-
-export const FRAMEWORKS = ['fastify', 'hono', 'express'] as const;
-export type Framework = (typeof FRAMEWORKS)[number];
+import { FRAMEWORKS, type Framework } from './harness.js';
 
 const [framework, storeName, mode] = process.argv.slice(2) as [Framework, string, 'bare' | 'idem'];
 if (!FRAMEWORKS.includes(framework) || !isStoreName(storeName) || (mode !== 'bare' && mode !== 'idem')) {

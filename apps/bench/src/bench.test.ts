@@ -1,0 +1,54 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { FRAMEWORKS, runLoad, type ServerProcess, startServer, storeCalls } from './harness.js';
+import { markdownTable } from './results.js';
+
+describe('markdownTable', () => {
+  it('pads every cell to its column, right-aligned columns to the right', () => {
+    const table = markdownTable(
+      [
+        ['name', 'left'],
+        ['req/s', 'right'],
+      ],
+      [
+        ['fastify', '30056'],
+        ['hono', '7'],
+      ],
+    );
+    expect(table).toEqual([
+      '| name    | req/s |',
+      '| ------- | ----: |',
+      '| fastify | 30056 |',
+      '| hono    |     7 |',
+    ]);
+  });
+});
+
+// The servers the bench measures: behind idem, a slice of new keys costs two store round trips per
+// request and a slice of replays one, and every response is a success (a 409 or a 500 would mean the
+// bench measured something else than the route).
+describe.each(FRAMEWORKS)('%s bench server on the memory store', (framework) => {
+  const servers: ServerProcess[] = [];
+  afterAll(async () => {
+    await Promise.all(servers.map((server) => server.stop()));
+  });
+
+  it('serves new keys with two round trips and replays with one, all 2xx', async () => {
+    const server = await startServer(framework, 'memory', 'idem');
+    servers.push(server);
+
+    const fresh = await runLoad(server.url, 1, 'unique', 4);
+    const afterFresh = await storeCalls(server.url);
+    expect(fresh.requests).toBeGreaterThan(10);
+    expect(fresh.non2xx + fresh.errors).toBe(0);
+    expect(afterFresh / fresh.requests).toBeCloseTo(2, 1);
+
+    const replays = await runLoad(server.url, 1, 'one', 4);
+    const replayCalls = (await storeCalls(server.url)) - afterFresh;
+    expect(replays.non2xx + replays.errors).toBe(0);
+    // The priming request of the replay slice claims and completes the key (2 calls), then one per
+    // replay; autocannon leaves out of its count the requests still in flight when the slice ends (at
+    // most one per connection).
+    expect(replayCalls - 2).toBeGreaterThanOrEqual(replays.requests);
+    expect(replayCalls - 2).toBeLessThanOrEqual(replays.requests + 4);
+  }, 30_000);
+});
