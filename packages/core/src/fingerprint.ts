@@ -19,6 +19,7 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
 /** Whether a content type is JSON (`application/json`, `application/problem+json`, ...). */
 export function isJsonContentType(contentType: string | null | undefined): boolean {
   if (!contentType) return false;
+  if (contentType === 'application/json') return true; // the common case, without the parsing below
   const essence = (contentType.split(';')[0] ?? '').trim().toLowerCase();
   return essence === 'application/json' || essence.endsWith('+json');
 }
