@@ -1,3 +1,6 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FRAMEWORKS, runLoad, type ServerProcess, startServer, storeCalls } from './harness.js';
 import { markdownTable } from './results.js';
@@ -50,5 +53,19 @@ describe.each(FRAMEWORKS)('%s bench server on the memory store', (framework) => 
     // most one per connection).
     expect(replayCalls - 2).toBeGreaterThanOrEqual(replays.requests);
     expect(replayCalls - 2).toBeLessThanOrEqual(replays.requests + 4);
+  }, 30_000);
+});
+
+describe('the layer benchmark', () => {
+  it('runs every scenario (each checks its own results) and reports µs per request', async () => {
+    const script = fileURLToPath(new URL('./layer.ts', import.meta.url));
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', script, '--rounds', '2', '--requests', '200'],
+      { cwd: fileURLToPath(new URL('..', import.meta.url)) },
+    );
+    for (const scenario of ['null store, new keys', 'memory store, new keys', 'memory store, replays']) {
+      expect(stdout).toMatch(new RegExp(`${scenario} +\\d+\\.\\d\\d µs/request`));
+    }
   }, 30_000);
 });

@@ -1,0 +1,99 @@
+/**
+ * idem's own cost per request, without a framework or a socket: `@idem/core`'s HTTP layer
+ * (`createIdempotencyHandler().handle`) on the memory store, for new keys and replays, against a "null
+ * store" (acquire always succeeds, nothing is kept) that leaves only the layer's hashing, fingerprint
+ * and bookkeeping. Run in one process, alternating the scenarios in short rounds; prints µs per
+ * request (median of rounds).
+ *
+ *   pnpm --filter @idem/bench layer [--rounds N] [--requests N]
+ *
+ * This is the floor under every binding's overhead in RESULTS.md: a framework's bare route would have
+ * to cost many times this for idem to come within a few per cent of it.
+ */
+import { parseArgs } from 'node:util';
+import {
+  type AcquireResult,
+  type CapturedResponse,
+  createIdempotencyHandler,
+  type HttpRequest,
+  type IdempotencyRecord,
+  type Store,
+} from '@idem/core';
+import { memoryStore } from '@idem/memory';
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '15' },
+    requests: { type: 'string', default: '20000' },
+  },
+});
+const rounds = Number(values.rounds);
+const perRound = Number(values.requests);
+
+const body = new TextEncoder().encode(JSON.stringify({ item: 'book', quantity: 2, note: 'benchmark order' }));
+const responseBody = new TextEncoder().encode(JSON.stringify({ id: 'ord_1', status: 'created' }));
+const captured: CapturedResponse = {
+  status: 201,
+  headers: [
+    ['content-type', 'application/json; charset=utf-8'],
+    ['content-length', String(responseBody.length)],
+  ],
+  body: responseBody,
+};
+
+function request(key: string): HttpRequest {
+  const headers: Record<string, string> = {
+    'idempotency-key': key,
+    'content-type': 'application/json',
+    'content-length': String(body.length),
+  };
+  return { method: 'POST', path: '/orders', header: (name) => headers[name], body: () => body };
+}
+
+const ACQUIRED: AcquireResult = { acquired: true };
+/** Every claim succeeds and every write is accepted: what is left is the layer itself. */
+const nullStore: Store = {
+  name: 'null',
+  acquire: async () => ACQUIRED,
+  complete: async () => true,
+  release: async () => true,
+  extend: async () => true,
+  get: async (): Promise<IdempotencyRecord | null> => null,
+  delete: async () => {},
+};
+
+const scenarios = {
+  'null store, new keys': { handler: createIdempotencyHandler({ store: nullStore }), replay: false },
+  'memory store, new keys': {
+    handler: createIdempotencyHandler({ store: memoryStore({ maxEntries: 100_000 }) }),
+    replay: false,
+  },
+  'memory store, replays': { handler: createIdempotencyHandler({ store: memoryStore() }), replay: true },
+};
+// The replayed key runs once, here; every request of the rounds is then a replay.
+await scenarios['memory store, replays'].handler.handle(request('replayed-key'), async () => captured);
+const run = async () => captured;
+
+let serial = 0;
+async function round(name: keyof typeof scenarios): Promise<number> {
+  const { handler, replay } = scenarios[name];
+  const started = performance.now();
+  for (let i = 0; i < perRound; i++) {
+    const result = await handler.handle(request(replay ? 'replayed-key' : `k-${++serial}`), run);
+    const replayed = result.action === 'respond' && result.replayed;
+    if (result.action !== (replay ? 'respond' : 'done') || replayed !== replay) {
+      throw new Error(`${name}: unexpected ${JSON.stringify(result)}`);
+    }
+  }
+  return ((performance.now() - started) * 1000) / perRound;
+}
+
+const names = Object.keys(scenarios) as Array<keyof typeof scenarios>;
+const micros = new Map(names.map((name) => [name, [] as number[]]));
+for (const name of names) await round(name); // warm-up
+for (let r = 0; r < rounds; r++) for (const name of names) micros.get(name)!.push(await round(name));
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+console.log(`Node ${process.version}, ${rounds} rounds of ${perRound} requests per scenario, alternating`);
+for (const name of names)
+  console.log(`${name.padEnd(24)} ${median(micros.get(name)!).toFixed(2)} µs/request`);
