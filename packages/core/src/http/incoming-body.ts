@@ -1,3 +1,5 @@
+import { concatBytes } from './bytes.js';
+
 /**
  * The parts of Node's `http.IncomingMessage` that {@link readIncomingBody} uses. Described here rather
  * than imported, so that core stays free of `node:` modules; bindings pass the request itself.
@@ -94,16 +96,6 @@ class IncomingBodyReader {
     }
     // The chunks themselves go back; the caller gets a copy, as a parser might change what it reads.
     for (let i = chunks.length - 1; i >= 0; i--) source.unshift(chunks[i]!);
-    this.callback(null, { bytes: concatCopy(chunks, this.length), overLimit: this.length > this.limit });
+    this.callback(null, { bytes: concatBytes(chunks, this.length), overLimit: this.length > this.limit });
   }
-}
-
-function concatCopy(chunks: readonly Uint8Array[], length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }

@@ -1,4 +1,5 @@
 import { IdempotencyError } from '../errors.js';
+import { concatBytes } from './bytes.js';
 import { createIdempotencyHandler, type HttpIdempotencyOptions } from './handler.js';
 import type { CapturedResponse, HttpRequest, HttpResponse, IdempotencyContext } from './types.js';
 
@@ -196,13 +197,7 @@ function rebuild(response: Response, body: BodyInit): Response {
   });
 }
 
+/** One chunk as it is (the reader's own), several joined. */
 function concat(chunks: Uint8Array[], length: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
+  return chunks.length === 1 ? chunks[0]! : concatBytes(chunks, length);
 }
