@@ -23,19 +23,10 @@ describe('IdempotencyEngine on postgres', () => {
   it('runs the work exactly once for 50 concurrent requests with one key', async () => {
     const engine = new IdempotencyEngine({ store });
     const key = uniqueKey('fifty');
-    let executions = 0;
-    const request = () =>
-      engine.run(
-        { storageKey: key, fingerprint: 'fp' },
-        async () => {
-          executions++;
-          await sleep(100);
-          return 'created';
-        },
-        () => response,
-      );
+    const counted = slowWork();
+    const request = () => engine.run({ storageKey: key, fingerprint: 'fp' }, counted.work, () => response);
     const results = await Promise.allSettled(Array.from({ length: 50 }, request));
-    expect(executions).toBe(1);
+    expect(counted.executions).toBe(1);
     const executed = results.filter((result) => result.status === 'fulfilled' && !result.value.replayed);
     expect(executed).toHaveLength(1);
     expect(executed[0]).toMatchObject({ value: { replayed: false, value: 'created' } });
@@ -45,28 +36,33 @@ describe('IdempotencyEngine on postgres', () => {
       else if (result.value.replayed) expect(result.value.response).toEqual(response);
     }
     await expect(request()).resolves.toMatchObject({ replayed: true, response });
-    expect(executions).toBe(1);
+    expect(counted.executions).toBe(1);
   });
 
   it('with wait on, the 49 others get the one result replayed', async () => {
     const engine = new IdempotencyEngine({ store, wait: { timeoutMs: 5_000, pollMs: 20 } });
     const key = uniqueKey('fifty-wait');
-    let executions = 0;
+    const counted = slowWork();
     const results = await Promise.all(
       Array.from({ length: 50 }, () =>
-        engine.run(
-          { storageKey: key, fingerprint: 'fp' },
-          async () => {
-            executions++;
-            await sleep(100);
-            return 'created';
-          },
-          () => response,
-        ),
+        engine.run({ storageKey: key, fingerprint: 'fp' }, counted.work, () => response),
       ),
     );
-    expect(executions).toBe(1);
+    expect(counted.executions).toBe(1);
     expect(results.filter((result) => !result.replayed)).toHaveLength(1);
     expect(results.filter((result) => result.replayed)).toHaveLength(49);
   });
 });
+
+/** Work that takes 100 ms and counts how often it ran. */
+function slowWork() {
+  const counted = {
+    executions: 0,
+    work: async () => {
+      counted.executions++;
+      await sleep(100);
+      return 'created';
+    },
+  };
+  return counted;
+}

@@ -122,19 +122,13 @@ describe('statement timeout', () => {
     const claim = makeClaim();
     await store.acquire(key, claim);
 
-    const locker = await db.admin.connect();
-    try {
-      await locker.query('BEGIN');
-      await locker.query(`SELECT 1 FROM ${store.table} WHERE key = $1 FOR UPDATE`, [key]);
+    await whileRowLocked(store.table, key, async () => {
       const error = await failureOf(store.complete(key, claim.token, response, 60_000));
       expect((error as { code?: string }).code).toBe('57014'); // query_canceled
       const fromEngine = await failureOf(runOnce(patientEngine(store), key));
       expect(isIdempotencyError(fromEngine, 'store_unavailable')).toBe(true);
       expect(((fromEngine as Error).cause as { code?: string }).code).toBe('57014');
-    } finally {
-      await locker.query('ROLLBACK');
-      locker.release();
-    }
+    });
     expect(await store.complete(key, claim.token, response, 60_000)).toBe(true);
   });
 
@@ -144,15 +138,22 @@ describe('statement timeout', () => {
     const key = uniqueKey('locked-client');
     const claim = makeClaim();
     await store.acquire(key, claim);
-    const locker = await db.admin.connect();
-    try {
-      await locker.query('BEGIN');
-      await locker.query(`SELECT 1 FROM ${store.table} WHERE key = $1 FOR UPDATE`, [key]);
+    await whileRowLocked(store.table, key, async () => {
       await expect(store.extend(key, claim.token, 60_000)).rejects.toThrow(/timeout/i);
-    } finally {
-      await locker.query('ROLLBACK');
-      locker.release();
-    }
+    });
     expect(await store.extend(key, claim.token, 60_000)).toBe(true);
   });
 });
+
+/** Run `check` while another connection holds the record's row lock (a transaction left open). */
+async function whileRowLocked(table: string, key: string, check: () => Promise<void>): Promise<void> {
+  const locker = await db.admin.connect();
+  try {
+    await locker.query('BEGIN');
+    await locker.query(`SELECT 1 FROM ${table} WHERE key = $1 FOR UPDATE`, [key]);
+    await check();
+  } finally {
+    await locker.query('ROLLBACK');
+    locker.release();
+  }
+}
