@@ -181,13 +181,7 @@ export function outageScenarios(context: ScenarioContext): void {
       const key = uniqueKey('complete-back');
       const gate = `gate-${key}`;
       try {
-        const first = post(server, 'complete', key, { gate });
-        const start = await waitFor('the run to start', () =>
-          target.runs(key).find((line) => line.phase === 'start'),
-        );
-        await target.faults.down();
-        target.openGate(gate);
-        const answer = await first;
+        const { answer, start } = await storeLostAfterHandler(target, server, key, gate);
         await waitFor('store_error on complete', () =>
           target.events(start.storageKey).find((e) => e.type === 'store_error' && e.operation === 'complete'),
         );
@@ -242,13 +236,7 @@ export function outageScenarios(context: ScenarioContext): void {
       const key = uniqueKey('complete-lost');
       const gate = `gate-${key}`;
       try {
-        const first = post(server, 'complete', key, { gate });
-        const start = await waitFor('the run to start', () =>
-          target.runs(key).find((line) => line.phase === 'start'),
-        );
-        await target.faults.down();
-        target.openGate(gate);
-        const answer = await first;
+        const { answer, start } = await storeLostAfterHandler(target, server, key, gate);
         const failed = await waitFor(
           'complete_failed',
           () => target.events(start.storageKey).find((e) => e.type === 'complete_failed'),
@@ -296,6 +284,20 @@ export function outageScenarios(context: ScenarioContext): void {
       }
     });
   });
+}
+
+/**
+ * A run of `key` that starts while the store is up and whose handler ends after the store went down
+ * (the run waits on `gate`): the first request's answer and the run's start line.
+ */
+async function storeLostAfterHandler(target: FaultTarget, server: ServerProcess, key: string, gate: string) {
+  const first = post(server, 'complete', key, { gate });
+  const start = await waitFor('the run to start', () =>
+    target.runs(key).find((line) => line.phase === 'start'),
+  );
+  await target.faults.down();
+  target.openGate(gate);
+  return { answer: await first, start };
 }
 
 function record(
