@@ -70,9 +70,9 @@ const scenarios = {
   },
   'memory store, replays': { handler: createIdempotencyHandler({ store: memoryStore() }), replay: true },
 };
-// The replayed key runs once, here; every request of the rounds is then a replay.
-await scenarios['memory store, replays'].handler.handle(request('replayed-key'), async () => captured);
 const run = async () => captured;
+// The replayed key runs once, here; every request of the rounds is then a replay.
+await scenarios['memory store, replays'].handler.handle(request('replayed-key'), run);
 
 let serial = 0;
 async function round(name: keyof typeof scenarios): Promise<number> {
