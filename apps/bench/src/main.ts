@@ -17,6 +17,7 @@ import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { STORE_NAMES } from '@idem/demo/stores';
 import { dynamodbEndpoint, postgresUrl, redisUrl } from '@idem/test-services';
 import {
   FRAMEWORKS,
@@ -43,11 +44,10 @@ const { values } = parseArgs({
   },
 });
 
-const STORES = ['memory', 'redis', 'postgres', 'dynamodb'];
 const pick = (list: string | undefined, all: readonly string[]) =>
   list ? list.split(',').filter((x) => all.includes(x)) : null;
 const frameworks = pick(values.frameworks, FRAMEWORKS) ?? [...FRAMEWORKS];
-const stores = pick(values.stores, STORES) ?? STORES;
+const stores = pick(values.stores, STORE_NAMES) ?? [...STORE_NAMES];
 const combos = frameworks.flatMap((framework) =>
   stores
     .filter((store) => values.full || values.stores || store === 'memory' || framework === 'fastify')
