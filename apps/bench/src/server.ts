@@ -45,8 +45,9 @@ if (framework === 'fastify') {
   port = (app.server.address() as { port: number }).port;
 } else if (framework === 'express') {
   const app = express();
-  app.use(express.json());
+  // The order the Express README recommends: idem first, so that a replay skips the body parser.
   if (options) app.use(expressIdempotency(options));
+  app.use(express.json());
   app.post('/orders', (req, res) => {
     res.status(201).json(order(req.body));
   });
