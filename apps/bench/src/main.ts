@@ -3,7 +3,8 @@
  * and behind idem, loaded in alternating short slices (bare, idem, bare, idem, ...) by autocannon in a
  * separate process, server and generator pinned to different cores. Reports throughput, p50/p99 and the
  * idem/bare ratio per pair with its median (machine noise hits both sides of a pair alike), plus the
- * store round trips per request read from the store's own call counter.
+ * store round trips per request: the store calls idem made, and what the backend itself counted (Redis
+ * commands, PostgreSQL transactions) over each scenario.
  *
  *   pnpm bench            quick: every framework on memory, Fastify on every store (< 3 min)
  *   pnpm bench --full     every framework on every store, more and longer slices
@@ -29,6 +30,7 @@ import {
   storeCalls,
 } from './harness.js';
 import { type Row, renderResults } from './results.js';
+import { openServerCounter } from './server-counters.js';
 
 const { values } = parseArgs({
   allowPositionals: true, // a stray `--` from `pnpm bench -- ...`
@@ -74,21 +76,25 @@ const started = Date.now();
 for (const { framework, store } of combos) {
   let bare: ServerProcess | undefined;
   let idem: ServerProcess | undefined;
+  const counter = await openServerCounter(store);
   try {
     const profileDir = values.profile === undefined ? undefined : resolve(values.profile);
     [bare, idem] = [
       await startServer(framework, store, 'bare', profileDir),
       await startServer(framework, store, 'idem', profileDir),
     ];
+    // Store round trips are counted over each whole scenario (warm-up, slices and the equal-load slice):
+    // PostgreSQL publishes its counts up to 10 s late, too late to read them around every slice.
+    let callsMark = await storeCalls(idem.url);
+    let serverMark = await counter?.read();
     for (const scenario of ['new keys', 'replays'] as const) {
       const keys = scenario === 'new keys' ? 'unique' : 'one';
       await runLoad(bare.url, 1, 'none', connections); // warm-up, not measured
-      await runLoad(idem.url, 1, keys, connections);
+      let idemRequests = (await runLoad(idem.url, 1, keys, connections)).requests;
       const bareRuns: LoadResult[] = [];
       const idemRuns: LoadResult[] = [];
       const bareCpu: number[] = [];
       const idemCpu: number[] = [];
-      let idemCalls = 0;
       // CPU µs per request over one slice, read from the server before and after it.
       const slice = async (
         server: ServerProcess,
@@ -99,14 +105,12 @@ for (const { framework, store } of combos) {
         const before = await serverCpu(server.url);
         const run = await runLoad(server.url, seconds, keys, connections, rate);
         cpu.push(((await serverCpu(server.url)) - before) / run.requests);
+        if (server === idem) idemRequests += run.requests;
         return run;
       };
       for (let pair = 0; pair < pairs; pair++) {
         bareRuns.push(await slice(bare, 'none', bareCpu));
-        const before = await storeCalls(idem.url);
-        const run = await slice(idem, keys, idemCpu);
-        idemCalls += (await storeCalls(idem.url)) - before;
-        idemRuns.push(run);
+        idemRuns.push(await slice(idem, keys, idemCpu));
       }
       // At saturation the slower server also pays more per request for being slower (the generator
       // sleeps between responses, so each write wakes it up): CPU per request at the same offered load,
@@ -118,7 +122,14 @@ for (const { framework, store } of combos) {
       await slice(idem, keys, equalIdemCpu, equalRate);
       const ratios = idemRuns.map((run, i) => run.rps / bareRuns[i]!.rps);
       const cpuRatios = bareCpu.map((us, i) => us / idemCpu[i]!);
-      const idemRequests = idemRuns.reduce((sum, run) => sum + run.requests, 0);
+      const calls = await storeCalls(idem.url);
+      const serverCount = await counter?.read();
+      const roundTrips = (calls - callsMark) / idemRequests;
+      const serverRoundTrips =
+        serverCount === undefined || serverMark === undefined
+          ? null
+          : (serverCount - serverMark) / idemRequests;
+      [callsMark, serverMark] = [calls, serverCount];
       const row: Row = {
         framework,
         store,
@@ -137,7 +148,8 @@ for (const { framework, store } of combos) {
         bareP99: median(bareRuns.map((run) => run.p99)),
         idemP50: median(idemRuns.map((run) => run.p50)),
         idemP99: median(idemRuns.map((run) => run.p99)),
-        roundTrips: idemCalls / idemRequests,
+        roundTrips,
+        serverRoundTrips,
         generatorCpu: Math.max(...bareRuns.concat(idemRuns).map((run) => run.generatorCpu)),
         failures: bareRuns.concat(idemRuns).reduce((sum, run) => sum + run.non2xx + run.errors, 0),
       };
@@ -148,12 +160,13 @@ for (const { framework, store } of combos) {
           `cpu µs/req bare ${row.bareCpuMicros.toFixed(1)} idem ${row.idemCpuMicros.toFixed(1)} ` +
           `cpu ratio ${row.cpuRatio.toFixed(3)} (${cpuRatios.map((r) => r.toFixed(3)).join(' ')}) ` +
           `at ${equalRate}/s bare ${row.equalBareCpuMicros.toFixed(1)} idem ${row.equalIdemCpuMicros.toFixed(1)} µs/req ` +
-          `rt/req ${row.roundTrips.toFixed(2)} gen-cpu ${(row.generatorCpu * 100).toFixed(0)}% failures ${row.failures}`,
+          `rt/req ${row.roundTrips.toFixed(2)}${row.serverRoundTrips === null ? '' : ` (server ${row.serverRoundTrips.toFixed(2)})`} gen-cpu ${(row.generatorCpu * 100).toFixed(0)}% failures ${row.failures}`,
       );
     }
   } finally {
     await bare?.stop();
     await idem?.stop();
+    await counter?.close();
   }
 }
 

@@ -29,8 +29,10 @@ export interface Row {
   bareP99: number;
   idemP50: number;
   idemP99: number;
-  /** Store calls per idem request, from the store's own counter. */
+  /** Store calls per idem request, counted around the store in the idem server. */
   roundTrips: number;
+  /** Requests per idem request by the backend's own count (Redis, PostgreSQL); null where it keeps none. */
+  serverRoundTrips: number | null;
   /** Highest CPU share of one core the load generator used in any slice (1 = saturated). */
   generatorCpu: number;
   /** Non-2xx responses and errors over all slices. */
@@ -99,7 +101,7 @@ export function renderResults(
     '- ratio = idem req/s / bare req/s within a pair; the table shows the median over pairs (each pair in brackets).',
     "- CPU µs/req = the server process's CPU time (user + system, `process.cpuUsage`) over a slice / the requests it served, median over slices; CPU ratio = bare µs / idem µs within a pair, median. Steadier than req/s on a shared machine.",
     "- at equal load = one more pair at a fixed offered load (half of idem's median req/s), the same for both servers: CPU µs per request bare/idem, and what idem adds per request. At saturation the slower server also pays more per request for being slower (the generator sleeps between responses, and every response wakes it), so the CPU ratio above understates idem; this column does not.",
-    "- round trips = store calls per idem request, from the store's own counter in the same run (2 new, 1 replay).",
+    '- round trips = per request idem served in the scenario (warm-up, slices and the equal-load slice): the store calls idem made (2 new, 1 replay) / what the backend itself counted: the commands Redis got from clients (`EVALSHA`, `EVAL`, `UNLINK` in `INFO commandstats`; Redis counts the commands a script runs as calls too), the transactions PostgreSQL ran in the database (`pg_stat_database`, read 10.5 s after the load stops, once every backend has published its counts; each store statement is a transaction of its own); — where the backend keeps no count (the memory store has no wire; DynamoDB Local has no such counter). Requests still in flight when a slice ends are counted by the store but not by autocannon.',
     "- gen CPU = the load generator's highest use of its core; near 100% means the generator, not the server, was the limit.",
     '',
     ...markdownTable(
@@ -115,7 +117,7 @@ export function renderResults(
         ['at equal load: req/s, bare/idem CPU µs/req, added µs', 'right'],
         ['bare p50/p99 ms', 'right'],
         ['idem p50/p99 ms', 'right'],
-        ['round trips', 'right'],
+        ['round trips: calls / server', 'right'],
         ['gen CPU', 'right'],
         ['failures', 'right'],
       ],
@@ -132,7 +134,7 @@ export function renderResults(
           signed(row.equalIdemCpuMicros - row.equalBareCpuMicros),
         `${row.bareP50}/${row.bareP99}`,
         `${row.idemP50}/${row.idemP99}`,
-        fmt(row.roundTrips, 2),
+        `${fmt(row.roundTrips, 2)} / ${row.serverRoundTrips === null ? '—' : fmt(row.serverRoundTrips, 2)}`,
         `${fmt(row.generatorCpu * 100)}%`,
         String(row.failures),
       ]),

@@ -1,9 +1,9 @@
 import { type Store, transition } from '@idem/core';
 import { makeClaim, makeResponse, testStore, uniqueKey } from '@idem/store-test-suite';
+import { RedisClusterProcesses } from '@idem/test-services';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { redisStore } from './index.js';
-import { RedisClusterProcesses } from './redis-server-process.js';
 
 // A real 3-master Redis Cluster of private redis-server processes (about a second to start).
 const cluster = await RedisClusterProcesses.start(3);

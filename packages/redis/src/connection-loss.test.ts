@@ -1,9 +1,9 @@
 import { IdempotencyEngine, IdempotencyError, isIdempotencyError, problemFor, type Store } from '@idem/core';
 import { makeClaim, makeResponse, uniqueKey } from '@idem/store-test-suite';
+import { RedisServerProcess } from '@idem/test-services';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redisStore } from './index.js';
-import { RedisServerProcess } from './redis-server-process.js';
 
 // A private redis-server, killed and restarted on the same port: the shared one is never stopped.
 let server: RedisServerProcess;

@@ -7,10 +7,10 @@ import {
   type StoredResponse,
 } from '@idem/core';
 import { uniqueKey } from '@idem/store-test-suite';
+import { RedisServerProcess } from '@idem/test-services';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redisStore } from './index.js';
-import { RedisServerProcess } from './redis-server-process.js';
 import { SCRIPTS } from './scripts.js';
 
 // A private server, so that the server-side command counts see this test's commands only and

@@ -1,10 +1,11 @@
 import { execFile, spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { dockerAvailable, ServiceUnavailableError } from './docker.js';
+import { freePort } from './free-port.js';
 
 /** DynamoDB Local accepts any credentials; clients of the test endpoint use these. */
 export const DYNAMODB_LOCAL_CREDENTIALS = { accessKeyId: 'idem', secretAccessKey: 'idem' } as const;
@@ -182,19 +183,6 @@ async function startDocker(): Promise<string> {
   const endpoint = `http://${container.getHost()}:${container.getMappedPort(8000)}`;
   for (let i = 0; i < 120 && !(await answers(endpoint)); i++) await new Promise((r) => setTimeout(r, 500));
   return endpoint;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
 }
 
 async function answers(endpoint: string): Promise<boolean> {

@@ -7,3 +7,4 @@ export {
 } from './dynamodb.js';
 export { postgresUrl } from './postgres.js';
 export { redisUrl } from './redis.js';
+export { RedisClusterProcesses, RedisServerProcess } from './redis-server-process.js';

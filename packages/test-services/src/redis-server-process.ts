@@ -1,26 +1,14 @@
 /**
- * Private `redis-server` child processes for the tests that must stop Redis or run a cluster, so that
- * the shared server other packages test against is never disturbed. Test support only: not exported
- * from the package.
+ * Private `redis-server` child processes, for the tests that must stop Redis, run a cluster or read
+ * server-wide counters, so that the shared server other tests run against is never disturbed.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-
-/** A TCP port on 127.0.0.1 that was free a moment ago, as the OS hands them out. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  if (address === null || typeof address === 'string') throw new Error('no TCP port from the OS');
-  return address.port;
-}
+import { freePort } from './free-port.js';
 
 /** One `redis-server` child process on 127.0.0.1, without persistence, in its own temporary directory. */
 export class RedisServerProcess {
