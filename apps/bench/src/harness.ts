@@ -6,7 +6,6 @@ import { fileURLToPath } from 'node:url';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const benchDir = fileURLToPath(new URL('..', import.meta.url));
-const tsx = fileURLToPath(new URL('../node_modules/.bin/tsx', import.meta.url));
 
 /** The frameworks the bench measures, each bare and behind idem. */
 export const FRAMEWORKS = ['fastify', 'hono', 'express'] as const;
@@ -93,10 +92,21 @@ export async function runLoad(
 ): Promise<LoadResult> {
   const rateArgs = rate === undefined ? [] : [String(rate)];
   const [command, args] = pinned(
-    [tsx, `${here}load.ts`, `${url}/orders`, String(seconds), keys, String(connections), ...rateArgs],
+    // Node with tsx's loader in-process: the tsx CLI would start a second Node per slice.
+    [
+      process.execPath,
+      '--import',
+      'tsx',
+      `${here}load.ts`,
+      `${url}/orders`,
+      String(seconds),
+      keys,
+      String(connections),
+      ...rateArgs,
+    ],
     PINNING.generator,
   );
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(command, args, { cwd: benchDir, stdio: ['ignore', 'pipe', 'inherit'] });
   let output = '';
   child.stdout!.on('data', (chunk) => {
     output += chunk;

@@ -6,7 +6,7 @@
  * store round trips per request: the store calls idem made, and what the backend itself counted (Redis
  * commands, PostgreSQL transactions) over each scenario.
  *
- *   pnpm bench            quick: every framework on memory, Fastify on every store (< 3 min)
+ *   pnpm bench            quick: every framework on the memory store, where the targets are (< 3 min)
  *   pnpm bench --full     every framework on every store, more and longer slices
  *   options: --frameworks fastify,hono --stores memory,redis --pairs N --seconds S --connections C --out FILE
  *            --profile DIR   run the servers under `node --cpu-prof`, profiles written to DIR at the end
@@ -52,7 +52,7 @@ const frameworks = pick(values.frameworks, FRAMEWORKS) ?? [...FRAMEWORKS];
 const stores = pick(values.stores, STORE_NAMES) ?? [...STORE_NAMES];
 const combos = frameworks.flatMap((framework) =>
   stores
-    .filter((store) => values.full || values.stores || store === 'memory' || framework === 'fastify')
+    .filter((store) => values.full || values.stores || store === 'memory')
     .map((store) => ({ framework, store })),
 );
 const pairs = Number(values.pairs ?? (values.full ? 5 : 2));
