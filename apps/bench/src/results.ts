@@ -29,9 +29,9 @@ export interface Row {
   bareP99: number;
   idemP50: number;
   idemP99: number;
-  /** Store calls per idem request, counted around the store in the idem server. */
+  /** Store calls per request idem served in the scenario, counted around the store in the idem server. */
   roundTrips: number;
-  /** Requests per idem request by the backend's own count (Redis, PostgreSQL); null where it keeps none. */
+  /** The same by the backend's own count (Redis, PostgreSQL); null where it keeps none. */
   serverRoundTrips: number | null;
   /** Highest CPU share of one core the load generator used in any slice (1 = saturated). */
   generatorCpu: number;
