@@ -20,6 +20,7 @@ import {
   type Store,
 } from '@idem/core';
 import { memoryStore } from '@idem/memory';
+import { median } from './median.js';
 
 const { values } = parseArgs({
   options: {
@@ -93,7 +94,6 @@ const micros = new Map(names.map((name) => [name, [] as number[]]));
 for (const name of names) await round(name); // warm-up
 for (let r = 0; r < rounds; r++) for (const name of names) micros.get(name)!.push(await round(name));
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 console.log(`Node ${process.version}, ${rounds} rounds of ${perRound} requests per scenario, alternating`);
 for (const name of names)
   console.log(`${name.padEnd(24)} ${median(micros.get(name)!).toFixed(2)} µs/request`);

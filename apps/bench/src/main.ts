@@ -29,6 +29,7 @@ import {
   startServer,
   storeCalls,
 } from './harness.js';
+import { median } from './median.js';
 import { type Row, renderResults } from './results.js';
 import { openServerCounter } from './server-counters.js';
 
@@ -64,12 +65,6 @@ if (combos.some(({ store }) => store === 'redis')) process.env['IDEM_REDIS_URL']
 if (combos.some(({ store }) => store === 'postgres')) process.env['IDEM_PG_URL'] ??= await postgresUrl();
 if (combos.some(({ store }) => store === 'dynamodb'))
   process.env['IDEM_DYNAMODB_ENDPOINT'] ??= await dynamodbEndpoint();
-
-const median = (xs: number[]) => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-};
 
 const rows: Row[] = [];
 const started = Date.now();

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import {
   DescribeTableCommand,
   DescribeTimeToLiveCommand,
@@ -15,6 +14,7 @@ import {
   type StoredResponse,
 } from '@idem/core';
 import { makeClaim, makeResponse, uniqueKey } from '@idem/store-test-suite';
+import { freePort } from '@idem/test-services';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { itemBytes } from './codec.js';
 import { createLocalTable, dropLocalTable, localClient } from './local-table.js';
@@ -384,12 +384,7 @@ describe('corrupt records', () => {
 describe('failures', () => {
   let closedPort: number;
   beforeAll(async () => {
-    closedPort = await new Promise<number>((resolve) => {
-      const server = createServer().listen(0, '127.0.0.1', () => {
-        const { port } = server.address() as { port: number };
-        server.close(() => resolve(port));
-      });
-    });
+    closedPort = await freePort();
   });
 
   const unreachable = async () => {

@@ -5,6 +5,7 @@ export {
   dynamodbEndpoint,
   stopDynamodbLocal,
 } from './dynamodb.js';
+export { freePort } from './free-port.js';
 export { postgresUrl } from './postgres.js';
 export { redisUrl } from './redis.js';
 export { RedisClusterProcesses, RedisServerProcess } from './redis-server-process.js';
