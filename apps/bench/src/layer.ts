@@ -2,8 +2,8 @@
  * idem's own cost per request, without a framework or a socket: `@idem/core`'s HTTP layer
  * (`createIdempotencyHandler().handle`) on the memory store, for new keys and replays, against a "null
  * store" (acquire always succeeds, nothing is kept) that leaves only the layer's hashing, fingerprint
- * and bookkeeping. Run in one process, alternating the scenarios in short rounds; prints µs per
- * request (median of rounds).
+ * and bookkeeping (also for a ~1 KB order, whose fingerprint costs more). Run in one process,
+ * alternating the scenarios in short rounds; prints µs per request (median of rounds).
  *
  *   pnpm --filter @idem/bench layer [--rounds N] [--requests N]
  *
@@ -31,8 +31,30 @@ const { values } = parseArgs({
 const rounds = Number(values.rounds);
 const perRound = Number(values.requests);
 
-const body = new TextEncoder().encode(JSON.stringify({ item: 'book', quantity: 2, note: 'benchmark order' }));
-const responseBody = new TextEncoder().encode(JSON.stringify({ id: 'ord_1', status: 'created' }));
+const encoder = new TextEncoder();
+/** The body RESULTS.md's routes get. */
+const smallOrder = encoder.encode(JSON.stringify({ item: 'book', quantity: 2, note: 'benchmark order' }));
+/** A ~1 KB order of the kind real clients send: digits inside strings (dates, SKUs, a zip code). */
+const largeOrder = encoder.encode(
+  JSON.stringify({
+    customer: {
+      id: 'cus_4711',
+      email: 'ann@example.com',
+      address: { line1: '1 Main St', city: 'Berlin', zip: '01234', country: 'DE' },
+    },
+    items: Array.from({ length: 10 }, (_, i) => ({
+      sku: `sku-${i}`,
+      quantity: i + 1,
+      unitPrice: 1999,
+      title: 'Something nice',
+      tags: ['gift', 'fragile'],
+    })),
+    currency: 'EUR',
+    deliverOn: '2026-12-01',
+    note: 'leave at the door',
+  }),
+);
+const responseBody = encoder.encode(JSON.stringify({ id: 'ord_1', status: 'created' }));
 const captured: CapturedResponse = {
   status: 201,
   headers: [
@@ -42,7 +64,7 @@ const captured: CapturedResponse = {
   body: responseBody,
 };
 
-function request(key: string): HttpRequest {
+function request(key: string, body: Uint8Array): HttpRequest {
   const headers: Record<string, string> = {
     'idempotency-key': key,
     'content-type': 'application/json',
@@ -64,23 +86,37 @@ const nullStore: Store = {
 };
 
 const scenarios = {
-  'null store, new keys': { handler: createIdempotencyHandler({ store: nullStore }), replay: false },
+  'null store, new keys': {
+    handler: createIdempotencyHandler({ store: nullStore }),
+    replay: false,
+    body: smallOrder,
+  },
+  'null store, new keys, 1 KB order': {
+    handler: createIdempotencyHandler({ store: nullStore }),
+    replay: false,
+    body: largeOrder,
+  },
   'memory store, new keys': {
     handler: createIdempotencyHandler({ store: memoryStore({ maxEntries: 100_000 }) }),
     replay: false,
+    body: smallOrder,
   },
-  'memory store, replays': { handler: createIdempotencyHandler({ store: memoryStore() }), replay: true },
+  'memory store, replays': {
+    handler: createIdempotencyHandler({ store: memoryStore() }),
+    replay: true,
+    body: smallOrder,
+  },
 };
 const run = async () => captured;
 // The replayed key runs once, here; every request of the rounds is then a replay.
-await scenarios['memory store, replays'].handler.handle(request('replayed-key'), run);
+await scenarios['memory store, replays'].handler.handle(request('replayed-key', smallOrder), run);
 
 let serial = 0;
 async function round(name: keyof typeof scenarios): Promise<number> {
-  const { handler, replay } = scenarios[name];
+  const { handler, replay, body } = scenarios[name];
   const started = performance.now();
   for (let i = 0; i < perRound; i++) {
-    const result = await handler.handle(request(replay ? 'replayed-key' : `k-${++serial}`), run);
+    const result = await handler.handle(request(replay ? 'replayed-key' : `k-${++serial}`, body), run);
     const replayed = result.action === 'respond' && result.replayed;
     if (result.action !== (replay ? 'respond' : 'done') || replayed !== replay) {
       throw new Error(`${name}: unexpected ${JSON.stringify(result)}`);
@@ -96,4 +132,4 @@ for (let r = 0; r < rounds; r++) for (const name of names) micros.get(name)!.pus
 
 console.log(`Node ${process.version}, ${rounds} rounds of ${perRound} requests per scenario, alternating`);
 for (const name of names)
-  console.log(`${name.padEnd(24)} ${median(micros.get(name)!).toFixed(2)} µs/request`);
+  console.log(`${name.padEnd(34)} ${median(micros.get(name)!).toFixed(2)} µs/request`);

@@ -196,6 +196,55 @@ describe('canonicalJson fast path', () => {
     }
   });
 
+  it('agrees when number-like text sits inside strings, next to numbers a double cannot keep', () => {
+    for (const text of [
+      '{"deliverOn":"2026-12-01","qty":1.50}',
+      '{"sku":"sku-0","n":-0}',
+      '{"zip":"01234","escaped":"a\\"-0\\\\","n":007}',
+      '{"zip":"01234","escaped":"a\\"-0\\\\","n":7}',
+      '["\\\\",1e2,"\\"1.0\\"",1]',
+      '{"phone":"+49 030 1234","price":19.99,"big":"12345678901234567891"}',
+    ]) {
+      expect(canonicalJson(text)).toBe(parseCanonical(text));
+    }
+  });
+
+  it('agrees on random documents whose strings and numbers look alike', () => {
+    const lexeme = fc.constantFrom(
+      '0',
+      '-0',
+      '7',
+      '007',
+      '1.0',
+      '1.5',
+      '2.50',
+      '1e2',
+      '1E400',
+      '-12',
+      '12345678901234567891',
+    );
+    const numberish = fc
+      .array(fc.constantFrom('0', '1', '-', '.', 'e', '"', '\\', 'a', ' ', '+'), { maxLength: 8 })
+      .map((units) => JSON.stringify(units.join('')));
+    const scalar = fc.oneof(lexeme, numberish);
+    const document = fc.letrec<{ value: string }>((tie) => ({
+      value: fc.oneof(
+        { depthSize: 'small' },
+        scalar,
+        fc.array(tie('value'), { maxLength: 4 }).map((items) => `[${items.join(',')}]`),
+        fc
+          .array(fc.tuple(numberish, tie('value')), { maxLength: 4 })
+          .map((members) => `{${members.map(([key, value]) => `${key}:${value}`).join(',')}}`),
+      ),
+    })).value;
+    fc.assert(
+      fc.property(document, (text) => {
+        expect(canonicalJson(text)).toBe(parseCanonical(text));
+      }),
+      { numRuns: 3_000 },
+    );
+  });
+
   it('agrees on keys that engines order on their own (integer-like) and on __proto__', () => {
     for (const text of [
       '{"10":1,"9":2,"a":3,"1a":4,"":5}',

@@ -17,39 +17,70 @@ export function canonicalJson(text: string): string | null {
 }
 
 // Fast path, same result: JSON.parse is native and several times quicker than the parser below, and it
-// is exact when every number lexeme survives the round trip through a double (digit runs inside strings
-// are scanned too, which only sends more documents to the slow path). Deep documents also take the
-// slow path, which owns the depth rule. `undefined` means "not decided here".
-const NUMBER_LEXEME = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
-// Every lexeme that may not survive the round trip matches this: a leading zero, a minus zero, a
-// fraction, an exponent, 16 digits or more. Integers of up to 15 digits always do, so most documents
-// skip the per-lexeme check (and its allocations) entirely.
+// is exact when every number lexeme survives the round trip through a double. Deep documents also take
+// the slow path, which owns the depth rule. `undefined` means "not decided here".
+//
+// Every number lexeme that may not survive the round trip matches DOUBTFUL_NUMBER: a leading zero, a
+// minus zero, a fraction, an exponent, 16 digits or more. Most documents do not match it at all and skip
+// the per-lexeme check; those that do (often for digits inside strings: dates, SKUs, phone numbers) have
+// their numbers checked one by one, strings skipped.
 const DOUBTFUL_NUMBER = /(?<!\d)0\d|-0(?!\d)|\d\.\d|\d[eE][+-]?\d|\d{16}/;
 const FAST_PATH_DEPTH = 64;
 
 function viaJsonParse(text: string): string | undefined {
-  if (DOUBTFUL_NUMBER.test(text)) {
-    for (const [lexeme] of text.matchAll(NUMBER_LEXEME)) {
-      if (String(Number(lexeme)) !== lexeme) return undefined;
-    }
-  }
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
     return undefined;
   }
+  if (DOUBTFUL_NUMBER.test(text) && !numbersSurvive(text)) return undefined;
   const sorted = sortedCopy(value, 0);
   return sorted === UNDECIDED ? serializeSorted(value, 0) : JSON.stringify(sorted);
+}
+
+/**
+ * Whether every number lexeme of `text` outside its strings is the text of its double. Only for text
+ * JSON.parse accepted: strings are terminated, and a number runs until a delimiter.
+ */
+function numbersSurvive(text: string): boolean {
+  const end = text.length;
+  let i = 0;
+  while (i < end) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // A string: skip to its closing quote, escapes included.
+      for (i++; i < end; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c) i++;
+        else if (d === 0x22) break;
+      }
+      i++;
+    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      let j = i + 1;
+      while (j < end && isNumberPart(text.charCodeAt(j))) j++;
+      const lexeme = text.slice(i, j);
+      if (String(Number(lexeme)) !== lexeme) return false;
+      i = j;
+    } else i++;
+  }
+  return true;
+}
+
+/** Digits, `.`, `e`, `E`, `+` and `-`: what may follow the first character of a number lexeme. */
+function isNumberPart(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d;
 }
 
 const UNDECIDED = Symbol('undecided');
 
 /**
  * The parsed document with every object's members inserted in sorted order, for one native
- * `JSON.stringify` (much quicker than assembling the text piece by piece). Objects without a prototype,
- * so that a `__proto__` member stays a member. Engines list integer-like keys first whatever the
- * insertion order, so an object with a key starting with a digit is left to {@link serializeSorted}.
+ * `JSON.stringify` (much quicker than assembling the text piece by piece). Plain objects, which V8
+ * stringifies on its fast path (objects without a prototype are dictionaries, several times slower);
+ * so a `__proto__` member, which would set the prototype instead, is left to {@link serializeSorted}.
+ * Engines also list integer-like keys first whatever the insertion order, so an object with a key
+ * starting with a digit is left to it too.
  */
 function sortedCopy(value: unknown, depth: number): unknown {
   if (value === null || typeof value !== 'object') return value;
@@ -66,10 +97,10 @@ function sortedCopy(value: unknown, depth: number): unknown {
   const record = value as Record<string, unknown>;
   // The default sort compares UTF-16 code units, as the exact parser does.
   const keys = Object.keys(record).sort();
-  const out: Record<string, unknown> = Object.create(null);
+  const out: Record<string, unknown> = {};
   for (const key of keys) {
     const first = key.charCodeAt(0);
-    if (first >= 0x30 && first <= 0x39) return UNDECIDED;
+    if ((first >= 0x30 && first <= 0x39) || key === '__proto__') return UNDECIDED;
     const member = sortedCopy(record[key], depth + 1);
     if (member === UNDECIDED) return UNDECIDED;
     out[key] = member;
