@@ -2,7 +2,7 @@
  * idem's own cost per request, without a framework or a socket: `@idem/core`'s HTTP layer
  * (`createIdempotencyHandler().handle`) on the memory store, for new keys and replays, against a "null
  * store" (acquire always succeeds, nothing is kept) that leaves only the layer's hashing, fingerprint
- * and bookkeeping (also for a ~1 KB order, whose fingerprint costs more). Run in one process,
+ * and bookkeeping (also for ~1 KB orders, whose fingerprints cost more). Run in one process,
  * alternating the scenarios in short rounds; prints µs per request (median of rounds).
  *
  *   pnpm --filter @idem/bench layer [--rounds N] [--requests N]
@@ -34,9 +34,13 @@ const perRound = Number(values.requests);
 const encoder = new TextEncoder();
 /** The body RESULTS.md's routes get. */
 const smallOrder = encoder.encode(JSON.stringify({ item: 'book', quantity: 2, note: 'benchmark order' }));
-/** A ~1 KB order of the kind real clients send: digits inside strings (dates, SKUs, a zip code). */
-const largeOrder = encoder.encode(
-  JSON.stringify({
+/**
+ * A ~1 KB order of the kind real clients send: digits inside strings (dates, SKUs, a zip code), and
+ * prices either in cents or as decimals with a trailing zero (`19.90`: a number whose text a double does
+ * not keep, so the fingerprint takes the exact parser).
+ */
+function largeOrder(unitPrice: string): Uint8Array {
+  const text = JSON.stringify({
     customer: {
       id: 'cus_4711',
       email: 'ann@example.com',
@@ -45,15 +49,16 @@ const largeOrder = encoder.encode(
     items: Array.from({ length: 10 }, (_, i) => ({
       sku: `sku-${i}`,
       quantity: i + 1,
-      unitPrice: 1999,
+      unitPrice: 'UNIT_PRICE',
       title: 'Something nice',
       tags: ['gift', 'fragile'],
     })),
     currency: 'EUR',
     deliverOn: '2026-12-01',
     note: 'leave at the door',
-  }),
-);
+  });
+  return encoder.encode(text.replaceAll('"UNIT_PRICE"', unitPrice));
+}
 const responseBody = encoder.encode(JSON.stringify({ id: 'ord_1', status: 'created' }));
 const captured: CapturedResponse = {
   status: 201,
@@ -94,7 +99,12 @@ const scenarios = {
   'null store, new keys, 1 KB order': {
     handler: createIdempotencyHandler({ store: nullStore }),
     replay: false,
-    body: largeOrder,
+    body: largeOrder('1990'),
+  },
+  'null store, new keys, 1 KB order, 19.90': {
+    handler: createIdempotencyHandler({ store: nullStore }),
+    replay: false,
+    body: largeOrder('19.90'),
   },
   'memory store, new keys': {
     handler: createIdempotencyHandler({ store: memoryStore({ maxEntries: 100_000 }) }),
@@ -132,4 +142,4 @@ for (let r = 0; r < rounds; r++) for (const name of names) micros.get(name)!.pus
 
 console.log(`Node ${process.version}, ${rounds} rounds of ${perRound} requests per scenario, alternating`);
 for (const name of names)
-  console.log(`${name.padEnd(34)} ${median(micros.get(name)!).toFixed(2)} µs/request`);
+  console.log(`${name.padEnd(42)} ${median(micros.get(name)!).toFixed(2)} µs/request`);

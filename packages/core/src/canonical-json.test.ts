@@ -166,6 +166,47 @@ function reverseKeys(value: unknown): unknown {
   return out;
 }
 
+describe('parseCanonical (the exact parser)', () => {
+  // Oracles that share no code with either path: the value's keys sorted, everything else as
+  // JSON.stringify writes it; and the value written with every string code unit escaped.
+  const sortedText = (value: unknown): string => {
+    if (Array.isArray(value)) return `[${value.map(sortedText).join(',')}]`;
+    if (value === null || typeof value !== 'object') return JSON.stringify(value);
+    const record = value as Record<string, unknown>;
+    const keys = Object.keys(record).sort();
+    return `{${keys.map((key) => `${JSON.stringify(key)}:${sortedText(record[key])}`).join(',')}}`;
+  };
+  const escaped = (text: string) =>
+    `"${Array.from({ length: text.length }, (_, i) => `\\u${text.charCodeAt(i).toString(16).padStart(4, '0')}`).join('')}"`;
+  const escapedText = (value: unknown): string => {
+    if (typeof value === 'string') return escaped(value);
+    if (Array.isArray(value)) return `[${value.map(escapedText).join(',')}]`;
+    if (value === null || typeof value !== 'object') return JSON.stringify(value);
+    const record = value as Record<string, unknown>;
+    return `{${Object.keys(record)
+      .map((key) => `${escaped(key)}:${escapedText(record[key])}`)
+      .join(',')}}`;
+  };
+
+  it('writes what a sorted JSON.stringify writes, from plain or fully escaped text', () => {
+    fc.assert(
+      fc.property(fc.jsonValue({ stringUnit: 'binary' }), (value) => {
+        const expected = sortedText(value);
+        expect(parseCanonical(JSON.stringify(value))).toBe(expected);
+        expect(parseCanonical(escapedText(value))).toBe(expected);
+      }),
+      { numRuns: 1_000 },
+    );
+  });
+
+  it('escapes lone surrogates, raw or escaped, and keeps the last of keys spelt differently', () => {
+    expect(parseCanonical('{"b":"\ud800","a":1.0}')).toBe('{"a":1.0,"b":"\\ud800"}');
+    expect(parseCanonical('["\\uD800x"]')).toBe('["\\ud800x"]');
+    expect(parseCanonical('{"a":1,"\\u0061":2.0,"b":3}')).toBe('{"a":2.0,"b":3}');
+    expect(parseCanonical('{"\\u0061":1,"a":2.0}')).toBe('{"a":2.0}');
+  });
+});
+
 describe('canonicalJson fast path', () => {
   it('agrees with the exact parser on random documents', () => {
     fc.assert(

@@ -149,6 +149,25 @@ const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 // the regex and decoded by JSON.parse.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: excluding control characters is the point
 const STRING = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
+// What JSON.stringify may write differently from the text: escapes, and surrogates (a lone one is
+// escaped). A string token without either is its own canonical form.
+const NEEDS_REENCODING = /[\\\ud800-\udfff]/;
+const LITERALS = ['true', 'false', 'null'] as const;
+
+/** An object member: its decoded key (for sorting) and its canonical `"key":value` text. */
+interface Member {
+  key: string;
+  text: string;
+}
+
+function byKey(a: Member, b: Member): number {
+  return compareCodeUnits(a.key, b.key);
+}
+
+/** The canonical text of a string token: the token itself, or its value re-encoded by JSON.stringify. */
+function canonicalString(token: string): string {
+  return NEEDS_REENCODING.test(token) ? JSON.stringify(JSON.parse(token)) : token;
+}
 
 class CanonicalParser {
   pos = 0;
@@ -165,23 +184,20 @@ class CanonicalParser {
 
   /** `depth`: how many objects and arrays enclose the value. */
   value(depth: number): string {
-    const c = this.text[this.pos];
-    if (c === '{' || c === '[') {
+    const { text, pos } = this;
+    const c = text.charCodeAt(pos);
+    if (c === 0x7b || c === 0x5b) {
       if (depth >= MAX_JSON_DEPTH) throw NOT_JSON;
-      return c === '{' ? this.object(depth) : this.array(depth);
+      return c === 0x7b ? this.object(depth) : this.array(depth);
     }
-    if (c === '"') return JSON.stringify(this.string());
-    for (const literal of ['true', 'false', 'null']) {
-      if (this.text.startsWith(literal, this.pos)) {
+    if (c === 0x22) return canonicalString(this.match(STRING));
+    for (const literal of LITERALS) {
+      if (text.startsWith(literal, pos)) {
         this.pos += literal.length;
         return literal;
       }
     }
     return this.match(NUMBER);
-  }
-
-  private string(): string {
-    return JSON.parse(this.match(STRING)) as string;
   }
 
   private match(pattern: RegExp): string {
@@ -198,29 +214,40 @@ class CanonicalParser {
   }
 
   private object(depth: number): string {
+    const { text } = this;
     this.pos++;
-    const members = new Map<string, string>();
     this.skipSpace();
-    if (this.text[this.pos] === '}') {
+    if (text.charCodeAt(this.pos) === 0x7d) {
       this.pos++;
       return '{}';
     }
+    const members: Member[] = [];
     for (;;) {
       this.skipSpace();
-      if (this.text[this.pos] !== '"') throw NOT_JSON;
-      const key = this.string();
+      if (text.charCodeAt(this.pos) !== 0x22) throw NOT_JSON;
+      const token = this.match(STRING);
+      const plain = !NEEDS_REENCODING.test(token);
+      const key = plain ? token.slice(1, -1) : (JSON.parse(token) as string);
       this.skipSpace();
       this.expect(':');
       this.skipSpace();
-      members.delete(key);
-      members.set(key, this.value(depth + 1));
+      const value = this.value(depth + 1);
+      members.push({ key, text: `${plain ? token : JSON.stringify(key)}:${value}` });
       this.skipSpace();
-      if (this.text[this.pos] === '}') break;
+      if (text.charCodeAt(this.pos) === 0x7d) break;
       this.expect(',');
     }
     this.pos++;
-    const keys = [...members.keys()].sort(compareCodeUnits);
-    return `{${keys.map((key) => `${JSON.stringify(key)}:${members.get(key)}`).join(',')}}`;
+    // A stable sort: of duplicate keys, the one last in the text is last among its equals, and it wins,
+    // as in JSON.parse.
+    members.sort(byKey);
+    const parts: string[] = [];
+    for (let i = 0; i < members.length; i++) {
+      const member = members[i]!;
+      if (i + 1 < members.length && members[i + 1]!.key === member.key) continue;
+      parts.push(member.text);
+    }
+    return `{${parts.join(',')}}`;
   }
 
   private array(depth: number): string {
