@@ -90,19 +90,20 @@ const nullStore: Store = {
   delete: async () => {},
 };
 
+const nullStoreHandler = createIdempotencyHandler({ store: nullStore });
 const scenarios = {
   'null store, new keys': {
-    handler: createIdempotencyHandler({ store: nullStore }),
+    handler: nullStoreHandler,
     replay: false,
     body: smallOrder,
   },
   'null store, new keys, 1 KB order': {
-    handler: createIdempotencyHandler({ store: nullStore }),
+    handler: nullStoreHandler,
     replay: false,
     body: largeOrder('1990'),
   },
   'null store, new keys, 1 KB order, 19.90': {
-    handler: createIdempotencyHandler({ store: nullStore }),
+    handler: nullStoreHandler,
     replay: false,
     body: largeOrder('19.90'),
   },
