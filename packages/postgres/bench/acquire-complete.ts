@@ -5,6 +5,8 @@
  *   npx tsx bench/acquire-complete.ts            # 5000 calls each (after 500 warm-up calls)
  *   BENCH_CALLS=20000 npx tsx bench/acquire-complete.ts
  *
+ * Runs twice, alternating: with prepared statements (the default) and with `preparedStatements: false`.
+ *
  * Uses IDEM_PG_URL or postgres://postgres@127.0.0.1:5432/test, in a schema of its own that it drops.
  */
 import { performance } from 'node:perf_hooks';
@@ -42,11 +44,15 @@ const url = await postgresUrl();
 const pool = new pg.Pool({ connectionString: url, max: 1 });
 pool.on('error', () => {});
 const schema = `idem_bench_${Date.now().toString(36)}`;
-const store = postgresStore({ pool, schema });
+const stores = {
+  prepared: postgresStore({ pool, schema }),
+  unnamed: postgresStore({ pool, schema, preparedStatements: false }),
+};
 try {
-  await store.migrate();
+  await stores.prepared.migrate();
   const version = (await pool.query('SHOW server_version')).rows[0].server_version;
-  const run = async (label: string, count: number, record: boolean) => {
+  const run = async (mode: keyof typeof stores, label: string, count: number, record: boolean) => {
+    const store = stores[mode];
     const acquire: number[] = [];
     const complete: number[] = [];
     const replay: number[] = [];
@@ -71,14 +77,18 @@ try {
       );
     }
     if (record) {
-      console.log(`PostgreSQL ${version}, one connection, sequential calls, ${calls} calls each`);
+      console.log(
+        `${mode} statements: PostgreSQL ${version}, one connection, sequential calls, ${calls} calls each`,
+      );
       console.log(summary('acquire (new key)', acquire));
       console.log(summary('complete', complete));
       console.log(summary('acquire (replay)', replay));
     }
   };
-  await run('warmup', warmup, false);
-  await run('measure', calls, true);
+  for (const mode of ['prepared', 'unnamed', 'prepared', 'unnamed'] as const) {
+    await run(mode, 'warmup', warmup, false);
+    await run(mode, 'measure', calls, true);
+  }
 } finally {
   await pool.query(`DROP SCHEMA IF EXISTS ${quoteIdentifier(schema)} CASCADE`);
   await pool.end();

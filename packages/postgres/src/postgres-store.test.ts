@@ -11,21 +11,24 @@ afterAll(async () => {
   await db?.close();
 });
 
-testStore({
-  name: 'postgres',
-  createStore: async () => {
-    const store = postgresStore({ pool: db.pool({ max: 10 }), schema: db.schema });
-    await store.migrate();
-    return store;
-  },
-  // The expiry column as PostgreSQL holds it, measured on the database's own clock.
-  readRaw: async (store, key) => {
-    const { rows } = await db.admin.query<{ expires_in_ms: number }>(
-      `SELECT (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::float8 AS expires_in_ms
-       FROM ${(store as ReturnType<typeof postgresStore>).table} WHERE key = $1`,
-      [key],
-    );
-    const row = rows[0];
-    return row ? { expiresInMs: row.expires_in_ms } : null;
-  },
-});
+// Both ways of sending statements: prepared (the default) and unnamed (for poolers that do not track them).
+for (const preparedStatements of [true, false]) {
+  testStore({
+    name: preparedStatements ? 'postgres' : 'postgres (unnamed statements)',
+    createStore: async () => {
+      const store = postgresStore({ pool: db.pool({ max: 10 }), schema: db.schema, preparedStatements });
+      await store.migrate();
+      return store;
+    },
+    // The expiry column as PostgreSQL holds it, measured on the database's own clock.
+    readRaw: async (store, key) => {
+      const { rows } = await db.admin.query<{ expires_in_ms: number }>(
+        `SELECT (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::float8 AS expires_in_ms
+         FROM ${(store as ReturnType<typeof postgresStore>).table} WHERE key = $1`,
+        [key],
+      );
+      const row = rows[0];
+      return row ? { expiresInMs: row.expires_in_ms } : null;
+    },
+  });
+}

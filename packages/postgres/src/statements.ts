@@ -1,8 +1,9 @@
 import type { TableNames } from './schema.js';
 
 /**
- * The SQL of every store operation, one statement each. Statements are sent unnamed (no server-side
- * prepared statement outlives its round trip), so they work through a pooler in transaction mode.
+ * The SQL of every store operation, one statement each, with no session state: the store sends them
+ * as named prepared statements (parsed and planned once per connection) or, with
+ * `preparedStatements: false`, unnamed (for a pooler in transaction mode that does not track them).
  *
  * Times: `clock_timestamp()` is the database's wall clock at the moment of the call. `now()` would be
  * the start of the surrounding transaction, which is wrong for `completeWithin` inside a long
@@ -52,7 +53,7 @@ export function statements(names: TableNames): Statements {
   // fingerprint and is failed or in flight with an expired lease. "Now" is the instant of the claim,
   // recovered from the row it proposes (lease end minus lease length): a fixed value, so every column
   // below takes the same branch. (A CTE holding clock_timestamp() would do too, at twice the planning
-  // time: unnamed statements are planned on every call.)
+  // time, which unnamed statements pay on every call.)
   const now = `(excluded.lease_expires_at - ${ms('$4')})`;
   const takeover = `(r.expires_at <= ${now} OR (r.fingerprint = excluded.fingerprint AND (r.state = 'failed' \
 OR (r.state = 'in_flight' AND r.lease_expires_at <= ${now}))))`;
