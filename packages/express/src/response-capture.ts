@@ -4,8 +4,8 @@ import type { CapturedResponse, OmittedBody } from '@idem/core';
 /** The route's response, captured while it is sent. */
 export interface ResponseCapture {
   /**
-   * Resolves when the route ends the response. A buffered body's final `end` is held back until
-   * {@link ResponseCapture.flush}; a streamed or oversized body has already gone through by then.
+   * Resolves when the route ends the response. Its final `end` is held back until
+   * {@link ResponseCapture.flush}; the writes before it (a streamed or oversized body) went through.
    * Rejects with {@link ResponseClosedError} when the connection closed in the middle of the body.
    */
   readonly captured: Promise<CapturedResponse>;
@@ -100,14 +100,11 @@ class Capture implements ResponseCapture {
     this.snapshot();
     this.collect(args[0], args[1]);
     const { status, headers } = this.head!;
-    if (this.omitted) {
-      this.endThrough(args);
-      this.settle({ status, headers, body: null, omitted: this.omitted });
-    } else {
-      // Held until the record is completed, so that a client who got the response gets its replay.
-      this.held = args;
-      this.settle({ status, headers, body: Buffer.concat(this.chunks, this.length) });
-    }
+    // The end is held until the record is completed, so that a client who got the whole response and
+    // retries gets its replay (or, for a body that was not stored, 410), never "in flight".
+    this.held = args;
+    if (this.omitted) this.settle({ status, headers, body: null, omitted: this.omitted });
+    else this.settle({ status, headers, body: Buffer.concat(this.chunks, this.length) });
     return this.res;
   }
 

@@ -142,6 +142,22 @@ function downStore(): Store {
   };
 }
 
+/** `store`, with every `complete` answered `ms` later (a store far away, or busy). */
+function slowCompleting(store: Store, ms: number): Store {
+  return {
+    name: store.name,
+    acquire: (key, claim) => store.acquire(key, claim),
+    complete: async (key, token, response, ttlMs) => {
+      await sleep(ms);
+      return store.complete(key, token, response, ttlMs);
+    },
+    release: (key, token, ttlMs) => store.release(key, token, ttlMs),
+    extend: (key, token, leaseMs) => store.extend(key, token, leaseMs),
+    get: (key) => store.get(key),
+    delete: (key) => store.delete(key),
+  };
+}
+
 /**
  * The HTTP conformance suite every idem binding runs, through real HTTP requests against a real
  * listening server. Call it from a test file:
@@ -467,6 +483,40 @@ export function testHttpBinding(options: HttpBindingTestOptions): void {
     });
 
     if (!all) return;
+
+    // A client that got the whole response and retries at once must meet the completed record: the
+    // response's end waits for the store's answer, whatever the body (stored, too large, streamed).
+    describe('a store slow to complete', () => {
+      const s = useServer(() => ({ store: slowCompleting(store, 250) }));
+
+      it('a retry sent as soon as the response arrived is replayed', async () => {
+        const key = newKey('slow-complete');
+        const first = await send(s.server, '/orders', { key, json: { item: 'book' } });
+        expect(first.status).toBe(201);
+        expectReplay(await send(s.server, '/orders', { key, json: { item: 'book' } }), first);
+      });
+
+      it('a retry sent as soon as an oversize response arrived gets 410, not 409', async () => {
+        const key = newKey('slow-complete-big');
+        const bytes = MAX_RESPONSE_BYTES + 1;
+        const first = await send(s.server, `/big?bytes=${bytes}`, { key });
+        expect(first.bytes.length).toBe(bytes);
+        const problem = expectProblem(
+          await send(s.server, `/big?bytes=${bytes}`, { key }),
+          'response_not_stored',
+          410,
+        );
+        expect(problem['reason']).toBe('too_large');
+      });
+
+      it('a retry sent as soon as an event stream ended gets 410, not 409', async () => {
+        const key = newKey('slow-complete-stream');
+        const first = await send(s.server, '/stream', { key });
+        expect(first.text).toBe(STREAM_EVENTS.join(''));
+        const problem = expectProblem(await send(s.server, '/stream', { key }), 'response_not_stored', 410);
+        expect(problem['reason']).toBe('streaming');
+      });
+    });
 
     describe('keys', () => {
       const s = useServer();
