@@ -1,5 +1,5 @@
-import { type Store, storageKey } from '@idem/core';
-import { nodeTestServer, type TestServer } from '@idem/http-test-suite';
+import { storageKey } from '@idem/core';
+import { nodeTestServer, slowCompleting, type TestServer } from '@idem/http-test-suite';
 import { memoryStore } from '@idem/memory';
 import express, { type Express } from 'express';
 import express4 from 'express4';
@@ -161,18 +161,7 @@ for (const [name, framework] of [
     it('holds the end of a buffered response until the record is completed', async () => {
       const inner = memoryStore();
       // A store that is slow to complete: without the hold the client would get its answer first.
-      const store: Store = {
-        name: inner.name,
-        acquire: (...args) => inner.acquire(...args),
-        complete: async (...args) => {
-          await new Promise((resolve) => setTimeout(resolve, 150));
-          return inner.complete(...args);
-        },
-        release: (...args) => inner.release(...args),
-        extend: (...args) => inner.extend(...args),
-        get: (...args) => inner.get(...args),
-        delete: (...args) => inner.delete(...args),
-      };
+      const store = slowCompleting(inner, 150);
       const server = await serve(
         framework,
         (app) => app.post('/held', (req, res) => res.status(201).json({ key: req.idempotency!.storageKey })),

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import type { Store } from '@idem/core';
+import { slowCompleting } from '@idem/http-test-suite';
 import { memoryStore } from '@idem/memory';
 import Fastify, { type FastifyInstance, type InjectOptions } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -167,21 +167,8 @@ describe('responses', () => {
   });
 
   it('holds the response until the record is completed, so an immediate retry is a replay', async () => {
-    const inner = memoryStore();
     // A slow `complete`: without the wait, the retry would find the record in flight (409).
-    const store: Store = {
-      ...inner,
-      name: 'slow-complete',
-      acquire: (key, claim) => inner.acquire(key, claim),
-      release: (key, token, ttl) => inner.release(key, token, ttl),
-      extend: (key, token, lease) => inner.extend(key, token, lease),
-      get: (key) => inner.get(key),
-      delete: (key) => inner.delete(key),
-      complete: async (key, token, response, ttl) => {
-        await new Promise((resolve) => setTimeout(resolve, 150));
-        return inner.complete(key, token, response, ttl);
-      },
-    };
+    const store = slowCompleting(memoryStore(), 150);
     const { app, runs, count } = await build({ store }, (app) => {
       app.post('/orders', async () => ({ n: count('orders') }));
     });

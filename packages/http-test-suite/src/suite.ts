@@ -7,6 +7,7 @@ import {
 } from '@idem/core';
 import { memoryStore } from '@idem/memory';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { slowCompleting } from './slow-store.js';
 import {
   bigBody,
   createTestApp,
@@ -139,22 +140,6 @@ function downStore(): Store {
     extend: down,
     get: down,
     delete: down,
-  };
-}
-
-/** `store`, with every `complete` answered `ms` later (a store far away, or busy). */
-function slowCompleting(store: Store, ms: number): Store {
-  return {
-    name: store.name,
-    acquire: (key, claim) => store.acquire(key, claim),
-    complete: async (key, token, response, ttlMs) => {
-      await sleep(ms);
-      return store.complete(key, token, response, ttlMs);
-    },
-    release: (key, token, ttlMs) => store.release(key, token, ttlMs),
-    extend: (key, token, leaseMs) => store.extend(key, token, leaseMs),
-    get: (key) => store.get(key),
-    delete: (key) => store.delete(key),
   };
 }
 

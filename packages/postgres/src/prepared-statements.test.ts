@@ -53,13 +53,14 @@ describe('prepared statements', () => {
     await store.migrate();
     await exercise(store);
     await exercise(store);
-    const names = (await prepared(pool)).map((row) => row.name);
+    const rows = await prepared(pool);
+    const names = rows.map((row) => row.name);
     for (const statement of ['acquire', 'complete', 'release', 'extend', 'get', 'delete', 'sweep']) {
       expect(names.filter((name) => name.startsWith(`idem_${statement}_`))).toHaveLength(1);
     }
     expect(names).toHaveLength(7);
     // The statements prepared are the store's own, on its own table.
-    for (const row of await prepared(pool)) expect(row.statement).toContain(store.table);
+    for (const row of rows) expect(row.statement).toContain(store.table);
   });
 
   it('with preparedStatements: false, nothing outlives a statement (for poolers that do not track them)', async () => {
