@@ -7,8 +7,14 @@ import { fileURLToPath } from 'node:url';
 const here = fileURLToPath(new URL('.', import.meta.url));
 const benchDir = fileURLToPath(new URL('..', import.meta.url));
 
-/** The frameworks the bench measures, each bare and behind idem. */
-export const FRAMEWORKS = ['fastify', 'hono', 'express'] as const;
+/**
+ * The frameworks the bench can measure, each bare and behind idem. `fastify-preparsing` is Fastify with
+ * the plugin's `decideIn: 'preParsing'` (replays and problems answered before the body is parsed); it
+ * runs only when asked for (`--frameworks fastify,fastify-preparsing`).
+ */
+export const FRAMEWORKS = ['fastify', 'hono', 'express', 'fastify-preparsing'] as const;
+/** What `pnpm bench` measures without `--frameworks`. */
+export const DEFAULT_FRAMEWORKS = ['fastify', 'hono', 'express'] as const;
 export type Framework = (typeof FRAMEWORKS)[number];
 
 /** Cores to pin the server and the load generator to, when the machine has two or more. */

@@ -9,6 +9,7 @@
  *   pnpm bench            quick: every framework on the memory store, where the targets are (< 3 min)
  *   pnpm bench --full     every framework on every store, more and longer slices
  *   options: --frameworks fastify,hono --stores memory,redis --pairs N --seconds S --connections C --out FILE
+ *            (frameworks: fastify, hono, express, and fastify-preparsing: Fastify with decideIn: 'preParsing')
  *            --profile DIR   run the servers under `node --cpu-prof`, profiles written to DIR at the end
  *
  * Besides req/s, each slice measures the server's CPU time per request (process.cpuUsage deltas read
@@ -21,6 +22,7 @@ import { parseArgs } from 'node:util';
 import { STORE_NAMES } from '@idem/demo/stores';
 import { dynamodbEndpoint, postgresUrl, redisUrl } from '@idem/test-services';
 import {
+  DEFAULT_FRAMEWORKS,
   FRAMEWORKS,
   type LoadResult,
   runLoad,
@@ -49,7 +51,7 @@ const { values } = parseArgs({
 
 const pick = (list: string | undefined, all: readonly string[]) =>
   list ? list.split(',').filter((x) => all.includes(x)) : null;
-const frameworks = pick(values.frameworks, FRAMEWORKS) ?? [...FRAMEWORKS];
+const frameworks = pick(values.frameworks, FRAMEWORKS) ?? [...DEFAULT_FRAMEWORKS];
 const stores = pick(values.stores, STORE_NAMES) ?? [...STORE_NAMES];
 const combos = frameworks.flatMap((framework) =>
   stores

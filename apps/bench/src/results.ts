@@ -98,6 +98,11 @@ export function renderResults(
     `- Node ${process.version}; fastify ${version('fastify')}, hono ${version('hono')}, express ${version('express')}, autocannon ${version('autocannon')}.`,
     `- ${run.pairs} pairs of ${run.seconds} s slices per line, bare and idem alternating (A B A B), ${run.connections} connections, after a 1 s warm-up of each.`,
     '- `POST /orders` with a small JSON body; new keys: a fresh `Idempotency-Key` per request; replays: one key for all.',
+    ...(rows.some((row) => row.framework === 'fastify-preparsing')
+      ? [
+          "- fastify-preparsing: Fastify with the plugin's `decideIn: 'preParsing'` (replays and problems answered before the body is parsed); its bare side is the same bare Fastify route.",
+        ]
+      : []),
     '- ratio = idem req/s / bare req/s within a pair; the table shows the median over pairs (each pair in brackets).',
     "- CPU µs/req = the server process's CPU time (user + system, `process.cpuUsage`) over a slice / the requests it served, median over slices; CPU ratio = bare µs / idem µs within a pair, median. Steadier than req/s on a shared machine.",
     "- at equal load = one more pair at a fixed offered load (half of idem's median req/s), the same for both servers: CPU µs per request bare/idem, and what idem adds per request. At saturation the slower server also pays more per request for being slower (the generator sleeps between responses, and every response wakes it), so the CPU ratio above understates idem; this column does not.",

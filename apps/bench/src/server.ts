@@ -18,7 +18,9 @@ import { FRAMEWORKS, type Framework } from './harness.js';
 
 const [framework, storeName, mode] = process.argv.slice(2) as [Framework, string, 'bare' | 'idem'];
 if (!FRAMEWORKS.includes(framework) || !isStoreName(storeName) || (mode !== 'bare' && mode !== 'idem')) {
-  throw new Error('usage: server.ts <fastify|hono|express> <memory|redis|postgres|dynamodb> <bare|idem>');
+  throw new Error(
+    'usage: server.ts <fastify|fastify-preparsing|hono|express> <memory|redis|postgres|dynamodb> <bare|idem>',
+  );
 }
 
 const backend = mode === 'idem' ? await openStore(storeName) : null;
@@ -35,9 +37,10 @@ const cpu = () => {
 };
 
 let port: number;
-if (framework === 'fastify') {
+if (framework === 'fastify' || framework === 'fastify-preparsing') {
   const app = Fastify();
-  if (options) await app.register(fastifyIdempotency, options);
+  const decideIn = framework === 'fastify-preparsing' ? 'preParsing' : 'preHandler';
+  if (options) await app.register(fastifyIdempotency, { ...options, decideIn });
   app.post('/orders', async (request, reply) => reply.code(201).send(order(request.body)));
   app.get('/__calls', async () => calls());
   app.get('/__cpu', async () => cpu());

@@ -1,3 +1,4 @@
+import { Agent, request as httpRequest } from 'node:http';
 import { Readable } from 'node:stream';
 import { slowCompleting } from '@idem/http-test-suite';
 import { memoryStore } from '@idem/memory';
@@ -289,5 +290,157 @@ describe('errors and hooks', () => {
     const app = Fastify();
     app.register(idempotency, {} as FastifyIdempotencyOptions);
     await expect(app.ready()).rejects.toThrow(/store is required/);
+  });
+});
+
+describe("decideIn: 'preParsing'", () => {
+  /** A route whose JSON parser, preValidation and preHandler hooks and handler count their runs. */
+  function countedRoute(app: FastifyInstance, runs: Map<string, number>, url = '/orders', config = {}) {
+    const count = (name: string) => {
+      const n = (runs.get(name) ?? 0) + 1;
+      runs.set(name, n);
+      return n;
+    };
+    app.post(
+      url,
+      {
+        config,
+        preValidation: (_request, _reply, done) => {
+          count(`${url} preValidation`);
+          done();
+        },
+        preHandler: (_request, _reply, done) => {
+          count(`${url} preHandler`);
+          done();
+        },
+      },
+      async (request, reply) => reply.code(201).send({ n: count(`${url} handler`), body: request.body }),
+    );
+  }
+
+  it('answers a replay before the body is parsed: no parser, preValidation, preHandler or handler runs', async () => {
+    const { app, runs } = await build({ decideIn: 'preParsing' }, (app, runs) => {
+      app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+        runs.set('parser', (runs.get('parser') ?? 0) + 1);
+        done(null, JSON.parse(body as string));
+      });
+      countedRoute(app, runs);
+    });
+    const key = newKey();
+    const first = await post(app, '/orders', key);
+    expect(first.statusCode).toBe(201);
+    expect(first.json()).toEqual({ n: 1, body: { a: 1 } });
+    const replay = await post(app, '/orders', key);
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    expect(replay.body).toBe(first.body);
+    expect(Object.fromEntries(runs)).toEqual({
+      parser: 1,
+      '/orders preValidation': 1,
+      '/orders preHandler': 1,
+      '/orders handler': 1,
+    });
+    // Problems too: a mismatch and a missing key are answered before parsing.
+    expect((await post(app, '/orders', key, { payload: { a: 2 } })).statusCode).toBe(422);
+    expect((await post(app, '/orders')).statusCode).toBe(400);
+    expect(runs.get('parser')).toBe(1);
+  });
+
+  it('gives scope what onRequest hooks set', async () => {
+    const { app, runs } = await build(
+      { decideIn: 'preParsing', scope: (request) => (request as unknown as { tenant: string }).tenant },
+      (app, runs) => {
+        app.decorateRequest('tenant', '');
+        app.addHook('onRequest', (request, _reply, done) => {
+          (request as unknown as { tenant: string }).tenant = String(request.headers['x-tenant']);
+          done();
+        });
+        countedRoute(app, runs);
+      },
+    );
+    const key = newKey();
+    const a = await post(app, '/orders', key, { headers: { 'x-tenant': 'a' } });
+    const b = await post(app, '/orders', key, { headers: { 'x-tenant': 'b' } });
+    expect([a.json().n, b.json().n]).toEqual([1, 2]);
+    expect((await post(app, '/orders', key, { headers: { 'x-tenant': 'a' } })).body).toBe(a.body);
+    expect(runs.get('/orders handler')).toBe(2);
+  });
+
+  it('releases the key when Fastify refuses the request after the claim (a body that does not parse)', async () => {
+    const { app, runs } = await build({ decideIn: 'preParsing' }, (app, runs) => countedRoute(app, runs));
+    const key = newKey();
+    const broken = { payload: '{"a":', headers: { 'content-type': 'application/json' } };
+    expect((await post(app, '/orders', key, broken)).statusCode).toBe(400);
+    // Released, not left in flight (409) and not stored: the same request is refused again by Fastify.
+    expect((await post(app, '/orders', key, broken)).statusCode).toBe(400);
+    // Unlike in preHandler, the key was claimed for that body: another body is a mismatch.
+    expect((await post(app, '/orders', key)).statusCode).toBe(422);
+    expect(runs.get('/orders handler')).toBeUndefined();
+  });
+
+  it('is a per-route setting too', async () => {
+    const { app, runs } = await build({}, (app, runs) => {
+      countedRoute(app, runs, '/early', { idempotency: { decideIn: 'preParsing' } });
+      countedRoute(app, runs, '/late');
+    });
+    for (const url of ['/early', '/late']) {
+      const key = newKey();
+      await post(app, url, key);
+      expect((await post(app, url, key)).headers['idempotent-replayed']).toBe('true');
+    }
+    expect(runs.get('/early preHandler')).toBe(1);
+    expect(runs.get('/late preHandler')).toBe(2); // idem decides after the route's preHandler hooks
+    expect(runs.get('/early handler')).toBe(1);
+    expect(runs.get('/late handler')).toBe(1);
+  });
+
+  it('drains a body over maxRequestBytes after its 413, so a kept-alive connection carries the next request', async () => {
+    const { app } = await build({ decideIn: 'preParsing', maxRequestBytes: 1024 }, (app) => {
+      app.post('/orders', async () => ({ ok: true }));
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as { port: number };
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const request = (key: string, body: Uint8Array, chunked: boolean) =>
+      new Promise<{ status: number; body: string; reused: boolean }>((resolve, reject) => {
+        const sent = httpRequest(
+          {
+            agent,
+            port,
+            host: '127.0.0.1',
+            method: 'POST',
+            path: '/orders',
+            headers: {
+              'idempotency-key': key,
+              'content-type': 'application/json',
+              ...(chunked ? {} : { 'content-length': body.length }),
+            },
+          },
+          (response) => {
+            let text = '';
+            response.setEncoding('utf8');
+            response.on('data', (chunk: string) => {
+              text += chunk;
+            });
+            response.on('end', () =>
+              resolve({ status: response.statusCode!, body: text, reused: sent.reusedSocket }),
+            );
+          },
+        );
+        sent.on('error', reject);
+        // A chunked body well over the limit, in several writes.
+        if (chunked)
+          for (let i = 0; i < body.length; i += 16 * 1024) sent.write(body.subarray(i, i + 16 * 1024));
+        sent.end(chunked ? undefined : body);
+      });
+    try {
+      const big = new Uint8Array(256 * 1024).fill(0x20);
+      const tooLarge = await request(newKey(), big, true);
+      expect(tooLarge.status).toBe(413);
+      expect(JSON.parse(tooLarge.body)).toMatchObject({ code: 'request_too_large' });
+      const next = await request(newKey(), new TextEncoder().encode('{"a":1}'), false);
+      expect(next).toEqual({ status: 200, body: '{"ok":true}', reused: true });
+    } finally {
+      agent.destroy();
+    }
   });
 });

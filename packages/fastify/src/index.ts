@@ -8,12 +8,14 @@ import {
 } from '@idem/core';
 import type {
   FastifyPluginAsync,
+  FastifyReply,
   FastifyRequest,
   onErrorHookHandler,
   onResponseHookHandler,
   onSendHookHandler,
   preHandlerHookHandler,
   preParsingHookHandler,
+  RequestPayload,
 } from 'fastify';
 import fp from 'fastify-plugin';
 import { captureReply, headerPairs, sendResponse } from './reply-payload.js';
@@ -46,6 +48,16 @@ export interface FastifyIdempotencyOptions extends Omit<HttpIdempotencyOptions, 
    * `config.idempotency` is `true` or an object are covered.
    */
   global?: boolean;
+  /**
+   * The hook in which idem decides (replay, problem or run). `'preHandler'` (default): last before the
+   * handler, after the route's other `preHandler` hooks, so `scope` sees what your auth hooks set.
+   * `'preParsing'`: as soon as the raw body is read, so replays and problems skip body parsing,
+   * validation, the `preValidation` and `preHandler` hooks and the handler; `scope` and `fingerprint`
+   * then see only what `onRequest` hooks set. Choose it only when authentication runs in `onRequest`
+   * (or the default scope, the `Authorization` header, is enough): a replay answered there does not go
+   * through later hooks.
+   */
+  decideIn?: 'preHandler' | 'preParsing';
 }
 
 /**
@@ -137,15 +149,77 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
   const pluginLayer = createIdempotencyHandler(layerOptions(options));
 
   // Fastify has no single "run the route" callback: the layer's `handle(request, run)` starts in
-  // preHandler, and `run` resolves in onSend (the route's response) or rejects in onError.
+  // preHandler (preParsing with `decideIn: 'preParsing'`), and `run` resolves in onSend (the route's
+  // response) or rejects in onError.
   // Callback-style hooks throughout: an async hook costs a promise per hook per request.
   function hooksFor(layer: IdempotencyHandler) {
+    /**
+     * Decide for a covered request and go on with `proceed` (Fastify's `done` of the deciding hook) when
+     * the route is to run or the request passes through; a replay or problem is sent instead.
+     */
+    const decide = (
+      request: FastifyRequest,
+      reply: FastifyReply,
+      exchange: Exchange,
+      proceed: (error?: Error) => void,
+      answered?: () => void,
+    ) => {
+      exchange.layer = 'busy';
+      layer
+        .handle(new FastifyHttpRequest(request, exchange.body), (context) => {
+          const response = exchange.run();
+          request.idempotency = context;
+          proceed();
+          return response;
+        })
+        .then(
+          (result) => {
+            exchange.done();
+            if (result.action === 'next') proceed();
+            if (result.action !== 'respond') return;
+            exchange.phase = 'answered';
+            sendResponse(reply, result.response);
+            answered?.();
+          },
+          // Once the route ran, its error is Fastify's to answer (and the record is released).
+          (error) => {
+            exchange.done();
+            if (exchange.phase === 'parsed') proceed(error);
+          },
+        );
+    };
+
+    const buffer = (
+      request: FastifyRequest,
+      payload: RequestPayload,
+      then: (error: Error | undefined, exchange?: Exchange, payload?: RequestPayload) => void,
+    ) => {
+      bufferRequestBody(payload, layer.maxRequestBytes, (error, buffered) => {
+        if (error !== null || buffered === undefined) return then(error ?? undefined);
+        const exchange = new Exchange(buffered.bytes);
+        (request as ExchangeCarrier)[EXCHANGE] = exchange;
+        then(undefined, exchange, buffered.payload);
+      });
+    };
+
     const preParsing: preParsingHookHandler = (request, _reply, payload, done) => {
       if (!layer.covers(request.method)) return done(null, payload);
-      bufferRequestBody(payload, layer.maxRequestBytes, (error, buffered) => {
-        if (error !== null || buffered === undefined) return done(error ?? undefined);
-        (request as ExchangeCarrier)[EXCHANGE] = new Exchange(buffered.bytes);
-        done(null, buffered.payload);
+      buffer(request, payload, (error, _exchange, buffered) => done(error ?? null, buffered));
+    };
+
+    // decideIn: 'preParsing': read the body and decide at once. When idem answers, whatever is left of
+    // the body (past maxRequestBytes) is drained, so that the connection can carry the answer.
+    const decidingPreParsing: preParsingHookHandler = (request, reply, payload, done) => {
+      if (!layer.covers(request.method)) return done(null, payload);
+      buffer(request, payload, (error, exchange, buffered) => {
+        if (error !== undefined || !exchange || !buffered) return done(error ?? null);
+        decide(
+          request,
+          reply,
+          exchange,
+          (failure) => (failure === undefined ? done(null, buffered) : done(failure)),
+          () => buffered.resume(),
+        );
       });
     };
 
@@ -154,28 +228,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
     const preHandler: preHandlerHookHandler = (request, reply, done) => {
       const exchange = exchangeOf(request);
       if (!exchange) return done();
-      exchange.layer = 'busy';
-      layer
-        .handle(new FastifyHttpRequest(request, exchange.body), (context) => {
-          const response = exchange.run();
-          request.idempotency = context;
-          done();
-          return response;
-        })
-        .then(
-          (result) => {
-            exchange.done();
-            if (result.action === 'next') done();
-            if (result.action !== 'respond') return;
-            exchange.phase = 'answered';
-            sendResponse(reply, result.response);
-          },
-          // Once the route ran, its error is Fastify's to answer (and the record is released).
-          (error) => {
-            exchange.done();
-            if (exchange.phase === 'parsed') done(error);
-          },
-        );
+      decide(request, reply, exchange, done);
     };
 
     const onSend: onSendHookHandler<unknown> = (request, reply, payload, done) => {
@@ -210,7 +263,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
       done();
     };
 
-    return { preParsing, preHandler, onSend, onError, onResponse };
+    return { preParsing, decidingPreParsing, preHandler, onSend, onError, onResponse };
   }
 
   fastify.decorateRequest('idempotency', null);
@@ -224,8 +277,12 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
     const hooks = hooksFor(layer);
     // Last before the handler (after auth hooks, which `scope` may need); onSend first, to capture the
     // route's own payload before other hooks (compression, ...) transform it.
-    route.preParsing = [...[route.preParsing ?? []].flat(), hooks.preParsing];
-    route.preHandler = [...[route.preHandler ?? []].flat(), hooks.preHandler];
+    if ((setting === true ? options : { ...options, ...setting }).decideIn === 'preParsing') {
+      route.preParsing = [...[route.preParsing ?? []].flat(), hooks.decidingPreParsing];
+    } else {
+      route.preParsing = [...[route.preParsing ?? []].flat(), hooks.preParsing];
+      route.preHandler = [...[route.preHandler ?? []].flat(), hooks.preHandler];
+    }
     route.onSend = [hooks.onSend, ...[route.onSend ?? []].flat()];
     route.onError = [...[route.onError ?? []].flat(), hooks.onError];
     route.onResponse = [...[route.onResponse ?? []].flat(), hooks.onResponse];
@@ -233,7 +290,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
 };
 
 function layerOptions(options: FastifyIdempotencyOptions): HttpIdempotencyOptions {
-  const { scope, fingerprint, global: _global, ...rest } = options;
+  const { scope, fingerprint, global: _global, decideIn: _decideIn, ...rest } = options;
   const fastifyRequest = (http: HttpRequest) => (http as FastifyHttpRequest).request;
   return {
     ...rest,

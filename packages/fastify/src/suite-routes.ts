@@ -2,22 +2,27 @@ import { PassThrough } from 'node:stream';
 import type { HttpIdempotencyOptions } from '@idem/core';
 import type { TestApp, TestServer } from '@idem/http-test-suite';
 import Fastify from 'fastify';
-import { idempotency } from './index.js';
+import { type FastifyIdempotencyOptions, idempotency } from './index.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * The routes of `@idem/http-test-suite`, written the Fastify way (its JSON parser, `reply.header`,
  * `reply.send(Buffer)`, a stream payload, thrown errors), behind the plugin, on a real listening server.
+ * `decideIn` chooses the plugin's deciding hook.
  */
-export async function startSuiteServer(options: HttpIdempotencyOptions, app: TestApp): Promise<TestServer> {
+export async function startSuiteServer(
+  options: HttpIdempotencyOptions,
+  app: TestApp,
+  decideIn?: FastifyIdempotencyOptions['decideIn'],
+): Promise<TestServer> {
   const { scope, fingerprint, ...rest } = options;
   if (scope || fingerprint) throw new Error('the suite passed a scope or fingerprint of HttpRequest');
   const server = Fastify();
   server.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_request, body, done) =>
     done(null, body),
   );
-  await server.register(idempotency, rest);
+  await server.register(idempotency, { ...rest, ...(decideIn && { decideIn }) });
 
   server.post('/orders', async (request, reply) => {
     const n = app.record('orders');

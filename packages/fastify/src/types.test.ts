@@ -28,8 +28,11 @@ describe('types', () => {
       { config: { idempotency: { required: false, methods: ['POST'] } } },
       async () => 'ok',
     );
+    app.post('/early', { config: { idempotency: { decideIn: 'preParsing' } } }, async () => 'ok');
     // @ts-expect-error `required` is a boolean
     app.post('/bad', { config: { idempotency: { required: 'no' } } }, async () => 'ok');
+    // @ts-expect-error idem decides in preHandler or preParsing only
+    app.post('/late', { config: { idempotency: { decideIn: 'onSend' } } }, async () => 'ok');
   });
 
   it('types the plugin options, with scope over Fastify requests', () => {
