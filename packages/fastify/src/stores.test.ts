@@ -9,17 +9,23 @@ import { startSuiteServer } from './suite-routes.js';
 // The suite's core cases (replays, concurrency, wait, 409, 422, release, scopes, unstored responses)
 // against the real backends, through the same Fastify app as the memory run.
 
-testHttpBinding({
-  name: 'fastify + redis',
-  only: 'core',
-  start: startSuiteServer,
+const redis = {
   store: async () => {
     const client = new Redis(await redisUrl(), { maxRetriesPerRequest: 0 });
     return Object.assign(redisStore({ client, prefix: 'idem-fastify-test:' }), { client });
   },
-  teardown: async (store) => {
-    await (store as unknown as { client: Redis }).client.quit();
+  teardown: async (store: unknown) => {
+    await (store as { client: Redis }).client.quit();
   },
+};
+
+testHttpBinding({ name: 'fastify + redis', only: 'core', start: startSuiteServer, ...redis });
+
+testHttpBinding({
+  name: "fastify, decideIn: 'preParsing' + redis",
+  only: 'core',
+  start: (options, app) => startSuiteServer(options, app, 'preParsing'),
+  ...redis,
 });
 
 testHttpBinding({
