@@ -84,7 +84,8 @@ type ExchangeCarrier = FastifyRequest & { [EXCHANGE]: Exchange | null };
 
 /** One covered request on its way through the hooks. */
 class Exchange {
-  phase: 'parsed' | 'running' | 'answered' | 'settled' = 'parsed';
+  /** Where the request is: body read and not yet decided, route running, idem answered, route answered. */
+  phase: 'deciding' | 'running' | 'answered' | 'settled' = 'deciding';
   /** Where the layer is: not called yet, deciding or running the route, done with the record. */
   layer: 'idle' | 'busy' | 'done' = 'idle';
   resolve: (response: CapturedResponse) => void = noop;
@@ -184,7 +185,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
           // Once the route ran, its error is Fastify's to answer (and the record is released).
           (error) => {
             exchange.done();
-            if (exchange.phase === 'parsed') proceed(error);
+            if (exchange.phase === 'deciding') proceed(error);
           },
         );
     };
