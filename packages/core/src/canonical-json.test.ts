@@ -286,6 +286,46 @@ describe('canonicalJson fast path', () => {
     );
   });
 
+  it('agrees on arrays of objects that share their keys, in one order or in several', () => {
+    for (const text of [
+      '[{"b":1,"a":2},{"b":3,"a":4},{"a":5,"b":6},{"b":7,"a":8}]',
+      '[{"b":1,"a":2},{"b":3,"a":{"d":1,"c":2}},{"b":1,"a":{"__proto__":1}}]',
+      '[{"b":1,"a":2},{"1":1,"a":2},{"1":1,"a":2},{"b":1,"a":2}]',
+      '{"x":[{"b":1,"a":2}],"y":{"b":[{"b":1,"a":2}],"a":{"10":1,"9":2}}}',
+      '[[{"b":1,"a":2}],[{"b":1,"a":1.0}],[{"b":1,"a":2}]]',
+    ]) {
+      expect(canonicalJson(text)).toBe(parseCanonical(text));
+    }
+    // Objects drawn from a few keys, integer-like and __proto__ among them, so that consecutive
+    // objects often have the same keys in the same or another order.
+    const key = fc.constantFrom('"a"', '"b"', '"ab"', '"1"', '"__proto__"', '"B"');
+    const object = fc.uniqueArray(key, { maxLength: 4 }).chain((keys) =>
+      fc
+        .array(fc.constantFrom('1', '2.0', '"x"', '[]', '{"b":1,"a":2}', 'null'), {
+          minLength: keys.length,
+          maxLength: keys.length,
+        })
+        .map((values) => `{${keys.map((name, i) => `${name}:${values[i]}`).join(',')}}`),
+    );
+    const document = fc
+      .array(
+        fc.oneof(
+          object,
+          fc.array(object, { maxLength: 3 }).map((items) => `[${items.join(',')}]`),
+        ),
+        {
+          maxLength: 8,
+        },
+      )
+      .map((items) => `[${items.join(',')}]`);
+    fc.assert(
+      fc.property(document, (text) => {
+        expect(canonicalJson(text)).toBe(parseCanonical(text));
+      }),
+      { numRuns: 3_000 },
+    );
+  });
+
   it('agrees on keys that engines order on their own (integer-like) and on __proto__', () => {
     for (const text of [
       '{"10":1,"9":2,"a":3,"1a":4,"":5}',

@@ -76,7 +76,8 @@ function isNumberPart(c: number): boolean {
 const UNDECIDED = Symbol('undecided');
 
 /**
- * The parsed document with every object's members inserted in sorted order, for one native
+ * The parsed document with every object replaced by a copy whose members were inserted in sorted
+ * order (arrays are updated in place: the document is JSON.parse's fresh result), for one native
  * `JSON.stringify` (much quicker than assembling the text piece by piece). Plain objects, which V8
  * stringifies on its fast path (objects without a prototype are dictionaries, several times slower);
  * so a `__proto__` member, which would set the prototype instead, is left to {@link serializeSorted}.
@@ -87,26 +88,55 @@ function sortedCopy(value: unknown, depth: number): unknown {
   if (value === null || typeof value !== 'object') return value;
   if (depth >= FAST_PATH_DEPTH) return UNDECIDED;
   if (Array.isArray(value)) {
-    const out = new Array<unknown>(value.length);
+    // Should a later item be UNDECIDED, serializeSorted takes over the document with the items replaced
+    // so far: each is the same value with its members in another order, so it writes the same text.
     for (let i = 0; i < value.length; i++) {
-      const item = sortedCopy(value[i], depth + 1);
-      if (item === UNDECIDED) return UNDECIDED;
-      out[i] = item;
+      const item = value[i];
+      if (item === null || typeof item !== 'object') continue;
+      const sorted = sortedCopy(item, depth + 1);
+      if (sorted === UNDECIDED) return UNDECIDED;
+      value[i] = sorted;
     }
-    return out;
+    return value;
   }
   const record = value as Record<string, unknown>;
-  // The default sort compares UTF-16 code units, as the exact parser does.
-  const keys = Object.keys(record).sort();
+  const keys = sortedKeys(Object.keys(record));
+  if (keys === UNDECIDED) return UNDECIDED;
   const out: Record<string, unknown> = {};
   for (const key of keys) {
-    const first = key.charCodeAt(0);
-    if ((first >= 0x30 && first <= 0x39) || key === '__proto__') return UNDECIDED;
     const member = sortedCopy(record[key], depth + 1);
     if (member === UNDECIDED) return UNDECIDED;
     out[key] = member;
   }
   return out;
+}
+
+// Objects in one document often share their keys (the items of an array): the last keys seen and
+// their sorted order, so that such objects are sorted and checked once.
+let lastKeys: readonly string[] = [];
+let lastSorted: readonly string[] | typeof UNDECIDED = [];
+
+/** `keys` in sorted order, or UNDECIDED when one of them is left to {@link serializeSorted} (see above). */
+function sortedKeys(keys: string[]): readonly string[] | typeof UNDECIDED {
+  if (keys.length === lastKeys.length) {
+    let same = true;
+    for (let i = 0; i < keys.length; i++) {
+      if (keys[i] !== lastKeys[i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return lastSorted;
+  }
+  lastKeys = keys.slice();
+  lastSorted = UNDECIDED;
+  for (const key of keys) {
+    const first = key.charCodeAt(0);
+    if ((first >= 0x30 && first <= 0x39) || key === '__proto__') return UNDECIDED;
+  }
+  // The default sort compares UTF-16 code units, as the exact parser does.
+  lastSorted = keys.sort();
+  return lastSorted;
 }
 
 function serializeSorted(value: unknown, depth: number): string | undefined {
