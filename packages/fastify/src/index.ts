@@ -15,7 +15,6 @@ import type {
   onSendHookHandler,
   preHandlerHookHandler,
   preParsingHookHandler,
-  RequestPayload,
 } from 'fastify';
 import fp from 'fastify-plugin';
 import { captureReply, headerPairs, sendResponse } from './reply-payload.js';
@@ -190,39 +189,27 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
         );
     };
 
-    const buffer = (
-      request: FastifyRequest,
-      payload: RequestPayload,
-      then: (error: Error | undefined, exchange?: Exchange, payload?: RequestPayload) => void,
-    ) => {
-      bufferRequestBody(payload, layer.maxRequestBytes, (error, buffered) => {
-        if (error !== null || buffered === undefined) return then(error ?? undefined);
-        const exchange = new Exchange(buffered.bytes);
-        (request as ExchangeCarrier)[EXCHANGE] = exchange;
-        then(undefined, exchange, buffered.payload);
-      });
-    };
-
-    const preParsing: preParsingHookHandler = (request, _reply, payload, done) => {
-      if (!layer.covers(request.method)) return done(null, payload);
-      buffer(request, payload, (error, _exchange, buffered) => done(error ?? null, buffered));
-    };
-
-    // decideIn: 'preParsing': read the body and decide at once. When idem answers, whatever is left of
-    // the body (past maxRequestBytes) is drained, so that the connection can carry the answer.
-    const decidingPreParsing: preParsingHookHandler = (request, reply, payload, done) => {
-      if (!layer.covers(request.method)) return done(null, payload);
-      buffer(request, payload, (error, exchange, buffered) => {
-        if (error !== undefined || !exchange || !buffered) return done(error ?? null);
-        decide(
-          request,
-          reply,
-          exchange,
-          (failure) => (failure === undefined ? done(null, buffered) : done(failure)),
-          () => buffered.resume(),
-        );
-      });
-    };
+    // Reads the raw body for the fingerprint and hands Fastify an identical stream. With `decides`
+    // (decideIn: 'preParsing'), decides at once; when idem answers, whatever is left of the body (past
+    // maxRequestBytes) is drained, so that the connection can carry the answer.
+    const preParsingHook =
+      (decides: boolean): preParsingHookHandler =>
+      (request, reply, payload, done) => {
+        if (!layer.covers(request.method)) return done(null, payload);
+        bufferRequestBody(payload, layer.maxRequestBytes, (error, buffered) => {
+          if (error !== null || buffered === undefined) return done(error ?? undefined);
+          const exchange = new Exchange(buffered.bytes);
+          (request as ExchangeCarrier)[EXCHANGE] = exchange;
+          if (!decides) return done(null, buffered.payload);
+          decide(
+            request,
+            reply,
+            exchange,
+            (failure) => (failure === undefined ? done(null, buffered.payload) : done(failure)),
+            () => buffered.payload.resume(),
+          );
+        });
+      };
 
     // Callback style on purpose: an async hook that replies still lets the chain run on while onSend
     // hooks are pending, and the route would run after a replay.
@@ -264,7 +251,14 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
       done();
     };
 
-    return { preParsing, decidingPreParsing, preHandler, onSend, onError, onResponse };
+    return {
+      preParsing: preParsingHook(false),
+      decidingPreParsing: preParsingHook(true),
+      preHandler,
+      onSend,
+      onError,
+      onResponse,
+    };
   }
 
   fastify.decorateRequest('idempotency', null);
@@ -272,13 +266,13 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
   fastify.addHook('onRoute', (route) => {
     const setting = route.config?.idempotency ?? options.global ?? true;
     if (setting === false) return;
-    const layer =
-      setting === true ? pluginLayer : createIdempotencyHandler(layerOptions({ ...options, ...setting }));
+    const routeOptions = setting === true ? options : { ...options, ...setting };
+    const layer = setting === true ? pluginLayer : createIdempotencyHandler(layerOptions(routeOptions));
     if (![route.method].flat().some((method) => layer.covers(method))) return;
     const hooks = hooksFor(layer);
     // Last before the handler (after auth hooks, which `scope` may need); onSend first, to capture the
     // route's own payload before other hooks (compression, ...) transform it.
-    if ((setting === true ? options : { ...options, ...setting }).decideIn === 'preParsing') {
+    if (routeOptions.decideIn === 'preParsing') {
       route.preParsing = [...[route.preParsing ?? []].flat(), hooks.decidingPreParsing];
     } else {
       route.preParsing = [...[route.preParsing ?? []].flat(), hooks.preParsing];
