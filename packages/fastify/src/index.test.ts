@@ -14,22 +14,22 @@ afterEach(async () => {
 let counter = 0;
 const newKey = () => `key-${Date.now()}-${++counter}`;
 
-/** A Fastify app with the plugin registered; `routes` adds routes after it, counting runs in `runs`. */
+/** A Fastify app with the plugin registered; `routes` adds routes after it, counting runs with `count`. */
 async function build(
   options: Partial<FastifyIdempotencyOptions>,
-  routes: (app: FastifyInstance, runs: Map<string, number>) => void,
+  routes: (app: FastifyInstance, count: (name: string) => number) => void,
 ) {
   const app = Fastify();
   apps.push(app);
   const runs = new Map<string, number>();
-  await app.register(idempotency, { store: memoryStore(), ...options });
-  routes(app, runs);
-  await app.ready();
   const count = (name: string) => {
     const n = (runs.get(name) ?? 0) + 1;
     runs.set(name, n);
     return n;
   };
+  await app.register(idempotency, { store: memoryStore(), ...options });
+  routes(app, count);
+  await app.ready();
   return { app, runs, count };
 }
 
@@ -295,12 +295,7 @@ describe('errors and hooks', () => {
 
 describe("decideIn: 'preParsing'", () => {
   /** A route whose JSON parser, preValidation and preHandler hooks and handler count their runs. */
-  function countedRoute(app: FastifyInstance, runs: Map<string, number>, url = '/orders', config = {}) {
-    const count = (name: string) => {
-      const n = (runs.get(name) ?? 0) + 1;
-      runs.set(name, n);
-      return n;
-    };
+  function countedRoute(app: FastifyInstance, count: (name: string) => number, url = '/orders', config = {}) {
     app.post(
       url,
       {
@@ -319,12 +314,12 @@ describe("decideIn: 'preParsing'", () => {
   }
 
   it('answers a replay before the body is parsed: no parser, preValidation, preHandler or handler runs', async () => {
-    const { app, runs } = await build({ decideIn: 'preParsing' }, (app, runs) => {
+    const { app, runs } = await build({ decideIn: 'preParsing' }, (app, count) => {
       app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
-        runs.set('parser', (runs.get('parser') ?? 0) + 1);
+        count('parser');
         done(null, JSON.parse(body as string));
       });
-      countedRoute(app, runs);
+      countedRoute(app, count);
     });
     const key = newKey();
     const first = await post(app, '/orders', key);
@@ -348,13 +343,13 @@ describe("decideIn: 'preParsing'", () => {
   it('gives scope what onRequest hooks set', async () => {
     const { app, runs } = await build(
       { decideIn: 'preParsing', scope: (request) => (request as unknown as { tenant: string }).tenant },
-      (app, runs) => {
+      (app, count) => {
         app.decorateRequest('tenant', '');
         app.addHook('onRequest', (request, _reply, done) => {
           (request as unknown as { tenant: string }).tenant = String(request.headers['x-tenant']);
           done();
         });
-        countedRoute(app, runs);
+        countedRoute(app, count);
       },
     );
     const key = newKey();
@@ -366,7 +361,7 @@ describe("decideIn: 'preParsing'", () => {
   });
 
   it('releases the key when Fastify refuses the request after the claim (a body that does not parse)', async () => {
-    const { app, runs } = await build({ decideIn: 'preParsing' }, (app, runs) => countedRoute(app, runs));
+    const { app, runs } = await build({ decideIn: 'preParsing' }, (app, count) => countedRoute(app, count));
     const key = newKey();
     const broken = { payload: '{"a":', headers: { 'content-type': 'application/json' } };
     expect((await post(app, '/orders', key, broken)).statusCode).toBe(400);
@@ -378,9 +373,9 @@ describe("decideIn: 'preParsing'", () => {
   });
 
   it('is a per-route setting too', async () => {
-    const { app, runs } = await build({}, (app, runs) => {
-      countedRoute(app, runs, '/early', { idempotency: { decideIn: 'preParsing' } });
-      countedRoute(app, runs, '/late');
+    const { app, runs } = await build({}, (app, count) => {
+      countedRoute(app, count, '/early', { idempotency: { decideIn: 'preParsing' } });
+      countedRoute(app, count, '/late');
     });
     for (const url of ['/early', '/late']) {
       const key = newKey();
