@@ -7,7 +7,7 @@
  * commands, PostgreSQL transactions) over each scenario.
  *
  *   pnpm bench            quick: every framework on the memory store, where the targets are (< 3 min)
- *   pnpm bench --full     every framework on every store, more and longer slices
+ *   pnpm bench --full     every framework (fastify-preparsing too) on every store, more and longer slices
  *   options: --frameworks fastify,hono --stores memory,redis --pairs N --seconds S --connections C --out FILE
  *            (frameworks: fastify, hono, express, and fastify-preparsing: Fastify with decideIn: 'preParsing')
  *            --profile DIR   run the servers under `node --cpu-prof`, profiles written to DIR at the end
@@ -51,7 +51,9 @@ const { values } = parseArgs({
 
 const pick = (list: string | undefined, all: readonly string[]) =>
   list ? list.split(',').filter((x) => all.includes(x)) : null;
-const frameworks = pick(values.frameworks, FRAMEWORKS) ?? [...DEFAULT_FRAMEWORKS];
+const frameworks = pick(values.frameworks, FRAMEWORKS) ?? [
+  ...(values.full ? FRAMEWORKS : DEFAULT_FRAMEWORKS),
+];
 const stores = pick(values.stores, STORE_NAMES) ?? [...STORE_NAMES];
 const combos = frameworks.flatMap((framework) =>
   stores
