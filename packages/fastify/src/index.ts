@@ -272,17 +272,23 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
     const hooks = hooksFor(layer);
     // Last before the handler (after auth hooks, which `scope` may need); onSend first, to capture the
     // route's own payload before other hooks (compression, ...) transform it.
-    if (routeOptions.decideIn === 'preParsing') {
-      route.preParsing = [...[route.preParsing ?? []].flat(), hooks.decidingPreParsing];
-    } else {
-      route.preParsing = [...[route.preParsing ?? []].flat(), hooks.preParsing];
-      route.preHandler = [...[route.preHandler ?? []].flat(), hooks.preHandler];
-    }
-    route.onSend = [hooks.onSend, ...[route.onSend ?? []].flat()];
-    route.onError = [...[route.onError ?? []].flat(), hooks.onError];
-    route.onResponse = [...[route.onResponse ?? []].flat(), hooks.onResponse];
+    const decidesEarly = routeOptions.decideIn === 'preParsing';
+    route.preParsing = [
+      ...hookList(route.preParsing),
+      decidesEarly ? hooks.decidingPreParsing : hooks.preParsing,
+    ];
+    if (!decidesEarly) route.preHandler = [...hookList(route.preHandler), hooks.preHandler];
+    route.onSend = [hooks.onSend, ...hookList(route.onSend)];
+    route.onError = [...hookList(route.onError), hooks.onError];
+    route.onResponse = [...hookList(route.onResponse), hooks.onResponse];
   });
 };
+
+/** A route's hooks of one kind as a list (a route option holds one hook or an array of them). */
+function hookList<Hook>(hooks: Hook | Hook[] | undefined): Hook[] {
+  if (!hooks) return [];
+  return Array.isArray(hooks) ? hooks : [hooks];
+}
 
 function layerOptions(options: FastifyIdempotencyOptions): HttpIdempotencyOptions {
   const { scope, fingerprint, global: _global, decideIn: _decideIn, ...rest } = options;
