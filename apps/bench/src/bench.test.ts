@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -24,6 +26,41 @@ describe('markdownTable', () => {
       '| hono    |     7 |',
     ]);
   });
+});
+
+// The load generator writes each unique key into a copy of the request autocannon built once: every
+// request must arrive whole (the body intact) with a key no other request had.
+describe('the load generator', () => {
+  it('sends a fresh key with every request of a unique-key slice, and the body intact', async () => {
+    const keys: string[] = [];
+    const bodies = new Set<string>();
+    const server = createServer((request, response) => {
+      keys.push(String(request.headers['idempotency-key']));
+      let body = '';
+      request.setEncoding('utf8');
+      request.on('data', (chunk: string) => {
+        body += chunk;
+      });
+      request.on('end', () => {
+        bodies.add(body);
+        response.writeHead(201, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const { port } = server.address() as { port: number };
+      const run = await runLoad(`http://127.0.0.1:${port}`, 1, 'unique', 4);
+      expect(run.requests).toBeGreaterThan(100);
+      expect(run.non2xx + run.errors).toBe(0);
+      expect(keys.length).toBeGreaterThanOrEqual(run.requests);
+      expect(new Set(keys).size).toBe(keys.length);
+      for (const key of keys) expect(key).toMatch(/^k-\d+-[0-9a-z]+-\d{12}$/);
+      expect([...bodies]).toEqual([JSON.stringify({ item: 'book', quantity: 2, note: 'benchmark order' })]);
+    } finally {
+      server.close();
+    }
+  }, 30_000);
 });
 
 // The servers the bench measures: behind idem, a slice of new keys costs two store round trips per

@@ -93,7 +93,7 @@ export interface LoadResult {
 export async function runLoad(
   url: string,
   seconds: number,
-  keys: 'unique' | 'one' | 'none',
+  keys: 'unique' | 'one',
   connections: number,
   /** A fixed offered load (requests per second, all connections together) instead of as fast as possible. */
   rate?: number,

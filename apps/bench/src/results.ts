@@ -97,7 +97,7 @@ export function renderResults(
     `- Machine: ${run.cpu}, ${run.cores} cores; server pinned to core 0, autocannon to core 1 (\`taskset\`).`,
     `- Node ${process.version}; fastify ${version('fastify')}, hono ${version('hono')}, express ${version('express')}, autocannon ${version('autocannon')}.`,
     `- ${run.pairs} pairs of ${run.seconds} s slices per line, bare and idem alternating (A B A B), ${run.connections} connections, after a 1 s warm-up of each.`,
-    '- `POST /orders` with a small JSON body; new keys: a fresh `Idempotency-Key` per request; replays: one key for all.',
+    '- `POST /orders` with a small JSON body; new keys: a fresh `Idempotency-Key` per request; replays: one key for all. The bare route gets the very same requests (it ignores the key), so that the load generator does the same work for both.',
     ...(rows.some((row) => row.framework === 'fastify-preparsing')
       ? [
           "- fastify-preparsing: Fastify with the plugin's `decideIn: 'preParsing'` (replays and problems answered before the body is parsed); its bare side is the same bare Fastify route.",
