@@ -93,6 +93,21 @@ describe.each(FRAMEWORKS)('%s bench server on the memory store', (framework) => 
   }, 30_000);
 });
 
+describe('the calibration server', () => {
+  it('serves the bare route plus its busy work, all 2xx', async () => {
+    const server = await startServer('fastify', 'memory', 'busy');
+    try {
+      const run = await runLoad(server.url, 1, 'unique', 4);
+      expect(run.requests).toBeGreaterThan(10);
+      expect(run.non2xx + run.errors).toBe(0);
+      // No store: the busy server is the bare route, not idem.
+      expect(await storeCalls(server.url)).toBe(0);
+    } finally {
+      await server.stop();
+    }
+  }, 30_000);
+});
+
 describe('the layer benchmark', () => {
   it('runs every scenario (each checks its own results) and reports µs per request', async () => {
     const script = fileURLToPath(new URL('./layer.ts', import.meta.url));

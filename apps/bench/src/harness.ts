@@ -19,6 +19,14 @@ export const DEFAULT_FRAMEWORKS: readonly Framework[] = FRAMEWORKS.filter(
   (name) => name !== 'fastify-preparsing',
 );
 
+/**
+ * How the server serves `POST /orders`: the bare route, behind idem, or the bare route plus
+ * {@link BUSY_MICROS} µs of busy work per request (the calibration line of RESULTS.md).
+ */
+export type ServerMode = 'bare' | 'idem' | 'busy';
+/** The busy work per request of a `busy` server, in µs: about half of idem's own work in a tight loop. */
+export const BUSY_MICROS = 5;
+
 /** Cores to pin the server and the load generator to, when the machine has two or more. */
 export const PINNING = { server: '0', generator: '1' };
 
@@ -41,7 +49,7 @@ export interface ServerProcess {
 export async function startServer(
   framework: string,
   store: string,
-  mode: 'bare' | 'idem',
+  mode: ServerMode,
   profileDir?: string,
 ): Promise<ServerProcess> {
   // Node with tsx's loader in-process (not the tsx CLI, which runs the server in a second process),

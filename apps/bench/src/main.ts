@@ -4,7 +4,8 @@
  * separate process, server and generator pinned to different cores. Reports throughput, p50/p99 and the
  * idem/bare ratio per pair with its median (machine noise hits both sides of a pair alike), plus the
  * store round trips per request: the store calls idem made, and what the backend itself counted (Redis
- * commands, PostgreSQL transactions) over each scenario.
+ * commands, PostgreSQL transactions) over each scenario. When Fastify is measured, a calibration pair
+ * too: bare Fastify against the same route plus BUSY_MICROS µs of busy work per request.
  *
  *   pnpm bench            quick: every framework on the memory store, where the targets are (< 3 min)
  *   pnpm bench --full     every framework (fastify-preparsing too) on every store, more and longer slices
@@ -22,6 +23,7 @@ import { parseArgs } from 'node:util';
 import { STORE_NAMES } from '@idem/demo/stores';
 import { dynamodbEndpoint, postgresUrl, redisUrl } from '@idem/test-services';
 import {
+  BUSY_MICROS,
   DEFAULT_FRAMEWORKS,
   FRAMEWORKS,
   type LoadResult,
@@ -32,7 +34,7 @@ import {
   storeCalls,
 } from './harness.js';
 import { median } from './median.js';
-import { type Row, renderResults } from './results.js';
+import { type Calibration, type Row, renderResults } from './results.js';
 import { openServerCounter } from './server-counters.js';
 
 const { values } = parseArgs({
@@ -64,6 +66,31 @@ const pairs = Number(values.pairs ?? (values.full ? 5 : 2));
 const seconds = Number(values.seconds ?? (values.full ? 3 : 2));
 const connections = Number(values.connections);
 
+/** One load slice and the server's CPU time per request over it (µs, read from the server itself). */
+type Slice = LoadResult & { cpuMicros: number };
+
+async function slice(server: ServerProcess, keys: 'unique' | 'one', rate?: number): Promise<Slice> {
+  const before = await serverCpu(server.url);
+  const run = await runLoad(server.url, seconds, keys, connections, rate);
+  return { ...run, cpuMicros: ((await serverCpu(server.url)) - before) / run.requests };
+}
+
+/** `count` pairs of slices, A then B (A B A B ...), so that machine noise hits both sides of a pair alike. */
+async function alternate(
+  a: ServerProcess,
+  b: ServerProcess,
+  keys: 'unique' | 'one',
+  count: number,
+  rate?: number,
+): Promise<[Slice[], Slice[]]> {
+  const [aRuns, bRuns]: [Slice[], Slice[]] = [[], []];
+  for (let pair = 0; pair < count; pair++) {
+    aRuns.push(await slice(a, keys, rate));
+    bRuns.push(await slice(b, keys, rate));
+  }
+  return [aRuns, bRuns];
+}
+
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true';
 if (combos.some(({ store }) => store === 'redis')) process.env['IDEM_REDIS_URL'] ??= await redisUrl();
 if (combos.some(({ store }) => store === 'postgres')) process.env['IDEM_PG_URL'] ??= await postgresUrl();
@@ -91,33 +118,16 @@ for (const { framework, store } of combos) {
       // Both servers get the same requests (the bare route ignores the key), so that only the server
       // differs between A and B, the load generator's work included.
       await runLoad(bare.url, 1, keys, connections); // warm-up, not measured
-      let idemRequests = (await runLoad(idem.url, 1, keys, connections)).requests;
-      const bareRuns: LoadResult[] = [];
-      const idemRuns: LoadResult[] = [];
-      const bareCpu: number[] = [];
-      const idemCpu: number[] = [];
-      // CPU µs per request over one slice, read from the server before and after it.
-      const slice = async (server: ServerProcess, cpu: number[], rate?: number) => {
-        const before = await serverCpu(server.url);
-        const run = await runLoad(server.url, seconds, keys, connections, rate);
-        cpu.push(((await serverCpu(server.url)) - before) / run.requests);
-        if (server === idem) idemRequests += run.requests;
-        return run;
-      };
-      for (let pair = 0; pair < pairs; pair++) {
-        bareRuns.push(await slice(bare, bareCpu));
-        idemRuns.push(await slice(idem, idemCpu));
-      }
+      const warmUp = await runLoad(idem.url, 1, keys, connections);
+      const [bareRuns, idemRuns] = await alternate(bare, idem, keys, pairs);
       // At saturation the slower server also pays more per request for being slower (the generator
       // sleeps between responses, so each write wakes it up): CPU per request at the same offered load,
       // half of what idem sustained, is what idem adds to each request.
       const equalRate = Math.max(50, Math.round(median(idemRuns.map((run) => run.rps)) / 2));
-      const equalBareCpu: number[] = [];
-      const equalIdemCpu: number[] = [];
-      await slice(bare, equalBareCpu, equalRate);
-      await slice(idem, equalIdemCpu, equalRate);
+      const [[equalBare], [equalIdem]] = await alternate(bare, idem, keys, 1, equalRate);
+      const idemRequests = [warmUp, ...idemRuns, equalIdem!].reduce((sum, run) => sum + run.requests, 0);
       const ratios = idemRuns.map((run, i) => run.rps / bareRuns[i]!.rps);
-      const cpuRatios = bareCpu.map((us, i) => us / idemCpu[i]!);
+      const cpuRatios = bareRuns.map((run, i) => run.cpuMicros / idemRuns[i]!.cpuMicros);
       const calls = await storeCalls(idem.url);
       const serverCount = await counter?.read();
       const roundTrips = (calls - callsMark) / idemRequests;
@@ -134,12 +144,12 @@ for (const { framework, store } of combos) {
         idemRps: median(idemRuns.map((run) => run.rps)),
         ratios,
         ratio: median(ratios),
-        bareCpuMicros: median(bareCpu),
-        idemCpuMicros: median(idemCpu),
+        bareCpuMicros: median(bareRuns.map((run) => run.cpuMicros)),
+        idemCpuMicros: median(idemRuns.map((run) => run.cpuMicros)),
         cpuRatio: median(cpuRatios),
         equalRate,
-        equalBareCpuMicros: equalBareCpu[0]!,
-        equalIdemCpuMicros: equalIdemCpu[0]!,
+        equalBareCpuMicros: equalBare!.cpuMicros,
+        equalIdemCpuMicros: equalIdem!.cpuMicros,
         bareP50: median(bareRuns.map((run) => run.p50)),
         bareP99: median(bareRuns.map((run) => run.p99)),
         idemP50: median(idemRuns.map((run) => run.p50)),
@@ -166,7 +176,38 @@ for (const { framework, store } of combos) {
   }
 }
 
-const markdown = renderResults(rows, {
+// The calibration: bare Fastify against the same route plus BUSY_MICROS µs of busy work per request,
+// what a known, fixed cost does to the ratio on this machine (the memory store is not opened).
+let calibration: Calibration | undefined;
+if (frameworks.includes('fastify')) {
+  const bare = await startServer('fastify', 'memory', 'bare');
+  const busy = await startServer('fastify', 'memory', 'busy');
+  try {
+    await runLoad(bare.url, 1, 'unique', connections); // warm-ups, not measured
+    await runLoad(busy.url, 1, 'unique', connections);
+    const [bareRuns, busyRuns] = await alternate(bare, busy, 'unique', pairs);
+    const runs = bareRuns.concat(busyRuns);
+    calibration = {
+      framework: 'fastify',
+      busyMicros: BUSY_MICROS,
+      ratios: busyRuns.map((run, i) => run.rps / bareRuns[i]!.rps),
+      bareCpuMicros: median(bareRuns.map((run) => run.cpuMicros)),
+      busyCpuMicros: median(busyRuns.map((run) => run.cpuMicros)),
+      generatorCpu: Math.max(...runs.map((run) => run.generatorCpu)),
+      failures: runs.reduce((sum, run) => sum + run.non2xx + run.errors, 0),
+    };
+    console.log(
+      `calibration: fastify + ${BUSY_MICROS} µs busy work, ratio ${median(calibration.ratios).toFixed(3)} ` +
+        `(${calibration.ratios.map((r) => r.toFixed(3)).join(' ')}) cpu µs/req bare ` +
+        `${calibration.bareCpuMicros.toFixed(1)} busy ${calibration.busyCpuMicros.toFixed(1)}`,
+    );
+  } finally {
+    await bare.stop();
+    await busy.stop();
+  }
+}
+
+const markdown = renderResults(rows, calibration, {
   mode: values.full ? 'full' : 'quick',
   pairs,
   seconds,

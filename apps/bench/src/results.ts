@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { median } from './median.js';
 
 /** One framework x store x scenario line of the results. */
 export interface Row {
@@ -36,6 +37,18 @@ export interface Row {
   /** Highest CPU share of one core the load generator used in any slice (1 = saturated). */
   generatorCpu: number;
   /** Non-2xx responses and errors over all slices. */
+  failures: number;
+}
+
+/** Bare Fastify against the same route plus `busyMicros` µs of busy work per request (new keys). */
+export interface Calibration {
+  framework: string;
+  busyMicros: number;
+  /** busy/bare throughput of each pair, in run order. */
+  ratios: number[];
+  bareCpuMicros: number;
+  busyCpuMicros: number;
+  generatorCpu: number;
   failures: number;
 }
 
@@ -79,6 +92,7 @@ export function markdownTable(
 /** RESULTS.md: machine, versions, date, and the table. */
 export function renderResults(
   rows: Row[],
+  calibration: Calibration | undefined,
   run: {
     mode: string;
     pairs: number;
@@ -145,6 +159,15 @@ export function renderResults(
       ]),
     ),
     '',
+    ...(calibration ? calibrationLines(calibration) : []),
   ];
   return lines.join('\n');
+}
+
+function calibrationLines(calibration: Calibration): string[] {
+  const { framework, busyMicros, ratios } = calibration;
+  return [
+    `Calibration, what a ratio means here: bare ${framework} against the same bare route plus ${busyMicros} µs of busy work per request (a loop on the clock: CPU and nothing else), new keys, slices as above: ratio **${fmt(median(ratios), 3)}** (${ratios.map((r) => fmt(r, 2)).join(', ')}), CPU µs/req ${fmt(calibration.bareCpuMicros, 1)}/${fmt(calibration.busyCpuMicros, 1)}, gen CPU ${fmt(calibration.generatorCpu * 100)}%, failures ${calibration.failures}. For scale, \`pnpm --filter @idem/bench layer\` measures idem's own work per request in a tight loop, with no framework and no socket.`,
+    '',
+  ];
 }

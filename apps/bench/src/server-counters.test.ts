@@ -59,8 +59,19 @@ describe('the PostgreSQL counter', () => {
   afterAll(async () => {
     await counter?.close();
     await pool?.end();
-    await admin?.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-    await admin?.end();
+    if (!admin) return;
+    // pool.end() resolves before its connections have closed: dropping the database WITH (FORCE) while
+    // one is still saying goodbye kills it, and its client reports the FATAL as an unhandled error.
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const { rows } = await admin.query<{ backends: number }>(
+        'SELECT count(*)::int AS backends FROM pg_stat_activity WHERE datname = $1',
+        [database],
+      );
+      if (rows[0]!.backends === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    await admin.end();
   });
 
   it('counts one per store operation, and not its own reads', async () => {

@@ -1,6 +1,7 @@
 /**
- * One benchmark server: `tsx server.ts <framework> <store> <bare|idem>`. Serves `POST /orders` (a small
- * JSON order, 201) either bare or behind idem, `GET /__calls` (store round trips so far) and `GET /__cpu`
+ * One benchmark server: `tsx server.ts <framework> <store> <bare|idem|busy>`. Serves `POST /orders` (a
+ * small JSON order, 201) either bare, behind idem, or bare with {@link BUSY_MICROS} µs of busy work per
+ * request (the calibration: what a known, fixed cost does to the ratio on this machine), `GET /__calls` (store round trips so far) and `GET /__cpu`
  * (the process's CPU time so far, µs). Prints
  * `READY <port>` once listening on 127.0.0.1.
  */
@@ -14,12 +15,12 @@ import express from 'express';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
 import { countingStore } from './counting-store.js';
-import { FRAMEWORKS, type Framework } from './harness.js';
+import { BUSY_MICROS, FRAMEWORKS, type Framework, type ServerMode } from './harness.js';
 
-const [framework, storeName, mode] = process.argv.slice(2) as [Framework, string, 'bare' | 'idem'];
-if (!FRAMEWORKS.includes(framework) || !isStoreName(storeName) || (mode !== 'bare' && mode !== 'idem')) {
+const [framework, storeName, mode] = process.argv.slice(2) as [Framework, string, ServerMode];
+if (!FRAMEWORKS.includes(framework) || !isStoreName(storeName) || !['bare', 'idem', 'busy'].includes(mode)) {
   throw new Error(
-    'usage: server.ts <fastify|fastify-preparsing|hono|express> <memory|redis|postgres|dynamodb> <bare|idem>',
+    'usage: server.ts <fastify|fastify-preparsing|hono|express> <memory|redis|postgres|dynamodb> <bare|idem|busy>',
   );
 }
 
@@ -27,7 +28,15 @@ const backend = mode === 'idem' ? await openStore(storeName) : null;
 const counted = backend ? countingStore(backend.store) : null;
 const options = counted ? { store: counted.store } : null;
 let orders = 0;
-const order = (body: unknown) => ({ id: `ord_${++orders}`, status: 'created', order: body });
+/** Spin for BUSY_MICROS µs: CPU work and nothing else (no allocation, no I/O). */
+const busyWork = () => {
+  const until = performance.now() + BUSY_MICROS / 1000;
+  while (performance.now() < until) {}
+};
+const order = (body: unknown) => {
+  if (mode === 'busy') busyWork();
+  return { id: `ord_${++orders}`, status: 'created', order: body };
+};
 const calls = () => ({ calls: counted?.calls() ?? 0 });
 // CPU time this process has used so far, in µs: the harness divides the delta over a slice by the
 // requests served, a figure far steadier than req/s on a shared machine.
