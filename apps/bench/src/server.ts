@@ -1,9 +1,9 @@
 /**
  * One benchmark server: `tsx server.ts <framework> <store> <bare|idem|busy>`. Serves `POST /orders` (a
  * small JSON order, 201) either bare, behind idem, or bare with {@link BUSY_MICROS} µs of busy work per
- * request (the calibration: what a known, fixed cost does to the ratio on this machine), `GET /__calls` (store round trips so far) and `GET /__cpu`
- * (the process's CPU time so far, µs). Prints
- * `READY <port>` once listening on 127.0.0.1.
+ * request (the calibration: what a known, fixed cost does to the ratio on this machine); `GET /__calls`
+ * (store round trips so far) and `GET /__cpu` (the process's CPU time so far, µs). Prints `READY <port>`
+ * once listening on 127.0.0.1.
  */
 import { createServer } from 'node:http';
 import { serve } from '@hono/node-server';
