@@ -24,7 +24,10 @@ export const DEFAULT_FRAMEWORKS: readonly Framework[] = FRAMEWORKS.filter(
  * {@link BUSY_MICROS} µs of busy work per request (the calibration line of RESULTS.md).
  */
 export type ServerMode = 'bare' | 'idem' | 'busy';
-/** The busy work per request of a `busy` server, in µs: less than idem's own work in a tight loop (`layer`). */
+/**
+ * The busy work per request of a `busy` server, in µs: less than `layer` measures for idem's own work per
+ * new key on the memory store.
+ */
 export const BUSY_MICROS = 5;
 
 /** Cores to pin the server and the load generator to, when the machine has two or more. */
