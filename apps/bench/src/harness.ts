@@ -23,7 +23,8 @@ export const DEFAULT_FRAMEWORKS: readonly Framework[] = FRAMEWORKS.filter(
  * How the server serves `POST /orders`: the bare route, behind idem, or the bare route plus
  * {@link BUSY_MICROS} µs of busy work per request (the calibration line of RESULTS.md).
  */
-export type ServerMode = 'bare' | 'idem' | 'busy';
+export const SERVER_MODES = ['bare', 'idem', 'busy'] as const;
+export type ServerMode = (typeof SERVER_MODES)[number];
 /**
  * The busy work per request of a `busy` server, in µs: less than `layer` measures for idem's own work per
  * new key on the memory store.

@@ -7,7 +7,7 @@
  */
 import { createServer } from 'node:http';
 import { serve } from '@hono/node-server';
-import { isStoreName, openStore } from '@idem/demo/stores';
+import { isStoreName, openStore, STORE_NAMES } from '@idem/demo/stores';
 import { idempotency as expressIdempotency } from '@idem/express';
 import { idempotency as fastifyIdempotency } from '@idem/fastify';
 import { idempotency as honoIdempotency } from '@idem/hono';
@@ -15,12 +15,12 @@ import express from 'express';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
 import { countingStore } from './counting-store.js';
-import { BUSY_MICROS, FRAMEWORKS, type Framework, type ServerMode } from './harness.js';
+import { BUSY_MICROS, FRAMEWORKS, type Framework, SERVER_MODES, type ServerMode } from './harness.js';
 
 const [framework, storeName, mode] = process.argv.slice(2) as [Framework, string, ServerMode];
-if (!FRAMEWORKS.includes(framework) || !isStoreName(storeName) || !['bare', 'idem', 'busy'].includes(mode)) {
+if (!FRAMEWORKS.includes(framework) || !isStoreName(storeName) || !SERVER_MODES.includes(mode)) {
   throw new Error(
-    'usage: server.ts <fastify|fastify-preparsing|hono|express> <memory|redis|postgres|dynamodb> <bare|idem|busy>',
+    `usage: server.ts <${FRAMEWORKS.join('|')}> <${STORE_NAMES.join('|')}> <${SERVER_MODES.join('|')}>`,
   );
 }
 
