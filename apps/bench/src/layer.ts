@@ -69,14 +69,37 @@ const captured: CapturedResponse = {
   body: responseBody,
 };
 
-function request(key: string, body: Uint8Array): HttpRequest {
-  const headers: Record<string, string> = {
-    'idempotency-key': key,
-    'content-type': 'application/json',
-    'content-length': String(body.length),
-  };
-  return { method: 'POST', path: '/orders', header: (name) => headers[name], body: () => body };
+/**
+ * A class, not an object literal with arrow functions: tsx runs this file with esbuild's `keepNames`,
+ * which names every function created per request through a helper. The two arrow functions added
+ * 1.1-1.3 µs to every request's figure, none of it idem's.
+ */
+class BenchRequest implements HttpRequest {
+  readonly method = 'POST';
+  readonly path = '/orders';
+  private readonly headers: Record<string, string>;
+
+  constructor(
+    key: string,
+    private readonly bytes: Uint8Array,
+  ) {
+    this.headers = {
+      'idempotency-key': key,
+      'content-type': 'application/json',
+      'content-length': String(bytes.length),
+    };
+  }
+
+  header(name: string): string | undefined {
+    return this.headers[name];
+  }
+
+  body(): Uint8Array {
+    return this.bytes;
+  }
 }
+
+const request = (key: string, body: Uint8Array): HttpRequest => new BenchRequest(key, body);
 
 const ACQUIRED: AcquireResult = { acquired: true };
 /** Every claim succeeds and every write is accepted: what is left is the layer itself. */
