@@ -99,8 +99,6 @@ class BenchRequest implements HttpRequest {
   }
 }
 
-const request = (key: string, body: Uint8Array): HttpRequest => new BenchRequest(key, body);
-
 const ACQUIRED: AcquireResult = { acquired: true };
 /** Every claim succeeds and every write is accepted: what is left is the layer itself. */
 const nullStore: Store = {
@@ -143,14 +141,17 @@ const scenarios = {
 };
 const run = async () => captured;
 // The replayed key runs once, here; every request of the rounds is then a replay.
-await scenarios['memory store, replays'].handler.handle(request('replayed-key', smallOrder), run);
+await scenarios['memory store, replays'].handler.handle(new BenchRequest('replayed-key', smallOrder), run);
 
 let serial = 0;
 async function round(name: keyof typeof scenarios): Promise<number> {
   const { handler, replay, body } = scenarios[name];
   const started = performance.now();
   for (let i = 0; i < perRound; i++) {
-    const result = await handler.handle(request(replay ? 'replayed-key' : `k-${++serial}`, body), run);
+    const result = await handler.handle(
+      new BenchRequest(replay ? 'replayed-key' : `k-${++serial}`, body),
+      run,
+    );
     const replayed = result.action === 'respond' && result.replayed;
     if (result.action !== (replay ? 'respond' : 'done') || replayed !== replay) {
       throw new Error(`${name}: unexpected ${JSON.stringify(result)}`);
