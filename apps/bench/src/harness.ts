@@ -101,11 +101,14 @@ export interface LoadResult {
   generatorCpu: number;
 }
 
+/** The keys of a load slice: a fresh `Idempotency-Key` per request, or one key for all (replays). */
+export type KeyMode = 'unique' | 'one';
+
 /** Run one load slice in a separate, pinned process. */
 export async function runLoad(
   url: string,
   seconds: number,
-  keys: 'unique' | 'one',
+  keys: KeyMode,
   connections: number,
   /** A fixed offered load (requests per second, all connections together) instead of as fast as possible. */
   rate?: number,

@@ -26,6 +26,7 @@ import {
   BUSY_MICROS,
   DEFAULT_FRAMEWORKS,
   FRAMEWORKS,
+  type KeyMode,
   type LoadResult,
   runLoad,
   type ServerProcess,
@@ -69,7 +70,7 @@ const connections = Number(values.connections);
 /** One load slice and the server's CPU time per request over it (µs, read from the server itself). */
 type Slice = LoadResult & { cpuMicros: number };
 
-async function slice(server: ServerProcess, keys: 'unique' | 'one', rate?: number): Promise<Slice> {
+async function slice(server: ServerProcess, keys: KeyMode, rate?: number): Promise<Slice> {
   const before = await serverCpu(server.url);
   const run = await runLoad(server.url, seconds, keys, connections, rate);
   return { ...run, cpuMicros: ((await serverCpu(server.url)) - before) / run.requests };
@@ -79,7 +80,7 @@ async function slice(server: ServerProcess, keys: 'unique' | 'one', rate?: numbe
 async function alternate(
   a: ServerProcess,
   b: ServerProcess,
-  keys: 'unique' | 'one',
+  keys: KeyMode,
   count: number,
   rate?: number,
 ): Promise<[Slice[], Slice[]]> {
