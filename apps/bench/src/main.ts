@@ -92,6 +92,14 @@ async function alternate(
   return [aRuns, bRuns];
 }
 
+/** Over some slices: the load generator's highest use of its core, and the non-2xx answers and errors. */
+function generatorCpuAndFailures(runs: Slice[]): { generatorCpu: number; failures: number } {
+  return {
+    generatorCpu: Math.max(...runs.map((run) => run.generatorCpu)),
+    failures: runs.reduce((sum, run) => sum + run.non2xx + run.errors, 0),
+  };
+}
+
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true';
 if (combos.some(({ store }) => store === 'redis')) process.env['IDEM_REDIS_URL'] ??= await redisUrl();
 if (combos.some(({ store }) => store === 'postgres')) process.env['IDEM_PG_URL'] ??= await postgresUrl();
@@ -157,8 +165,7 @@ for (const { framework, store } of combos) {
         idemP99: median(idemRuns.map((run) => run.p99)),
         roundTrips,
         serverRoundTrips,
-        generatorCpu: Math.max(...bareRuns.concat(idemRuns).map((run) => run.generatorCpu)),
-        failures: bareRuns.concat(idemRuns).reduce((sum, run) => sum + run.non2xx + run.errors, 0),
+        ...generatorCpuAndFailures(bareRuns.concat(idemRuns)),
       };
       rows.push(row);
       console.log(
@@ -187,15 +194,13 @@ if (frameworks.includes('fastify')) {
     await runLoad(bare.url, 1, 'unique', connections); // warm-ups, not measured
     await runLoad(busy.url, 1, 'unique', connections);
     const [bareRuns, busyRuns] = await alternate(bare, busy, 'unique', pairs);
-    const runs = bareRuns.concat(busyRuns);
     calibration = {
       framework: 'fastify',
       busyMicros: BUSY_MICROS,
       ratios: busyRuns.map((run, i) => run.rps / bareRuns[i]!.rps),
       bareCpuMicros: median(bareRuns.map((run) => run.cpuMicros)),
       busyCpuMicros: median(busyRuns.map((run) => run.cpuMicros)),
-      generatorCpu: Math.max(...runs.map((run) => run.generatorCpu)),
-      failures: runs.reduce((sum, run) => sum + run.non2xx + run.errors, 0),
+      ...generatorCpuAndFailures(bareRuns.concat(busyRuns)),
     };
     console.log(
       `calibration: fastify + ${BUSY_MICROS} µs busy work, ratio ${median(calibration.ratios).toFixed(3)} ` +
