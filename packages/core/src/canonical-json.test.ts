@@ -232,6 +232,14 @@ describe('canonicalJson fast path', () => {
       `${'{"a":'.repeat(600)}1${'}'.repeat(600)}`,
       '[1234567890123456, 9007199254740993, -05, 007, -0.0, 2.50, 1e+5, 1E-2, 123456789012345]',
       '{"date":"2024-05-01","v":"1.10","e":"1e5","n":-0}',
+      // A minus zero alone, wherever a number may start: at the start, after white space, `[`, `,`, `:`.
+      '-0',
+      ' -0',
+      '[-0]',
+      '[1, -0]',
+      '[1,\t-0]',
+      '{"a":\r\n-0}',
+      '{"a":-0}',
     ]) {
       expect(canonicalJson(text)).toBe(parseCanonical(text));
     }

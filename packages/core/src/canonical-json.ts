@@ -20,11 +20,13 @@ export function canonicalJson(text: string): string | null {
 // is exact when every number lexeme survives the round trip through a double. Deep documents also take
 // the slow path, which owns the depth rule. `undefined` means "not decided here".
 //
-// Every number lexeme that may not survive the round trip matches DOUBTFUL_NUMBER: a leading zero, a
-// minus zero, a fraction, an exponent, 16 digits or more. Most documents do not match it at all and skip
-// the per-lexeme check; those that do (often for digits inside strings: dates, SKUs, phone numbers) have
-// their numbers checked one by one, strings skipped.
-const DOUBTFUL_NUMBER = /(?<!\d)0\d|-0(?!\d)|\d\.\d|\d[eE][+-]?\d|\d{16}/;
+// Every number lexeme that may not survive the round trip matches DOUBTFUL_NUMBER: a minus zero (where a
+// number may start: after `[`, `,`, `:`, white space or at the start), a fraction, an exponent, 16 digits
+// or more. A leading zero (`007`) is not JSON: JSON.parse refuses it and the exact parser decides. So
+// dates, zip codes and ids inside strings (`"2026-01-05"`, `"01234"`, `"sku-0"`) do not match; most
+// documents do not match at all and skip the per-lexeme check. Those that do (often for digits inside
+// strings: prices, versions, long ids) have their numbers checked one by one, strings skipped.
+const DOUBTFUL_NUMBER = /(?<![^[,:\s])-0(?!\d)|\d\.\d|\d[eE][+-]?\d|\d{16}/;
 const FAST_PATH_DEPTH = 64;
 
 function viaJsonParse(text: string): string | undefined {
