@@ -301,6 +301,9 @@ describe('canonicalJson fast path', () => {
       '[{"b":1,"a":2},{"1":1,"a":2},{"1":1,"a":2},{"b":1,"a":2}]',
       '{"x":[{"b":1,"a":2}],"y":{"b":[{"b":1,"a":2}],"a":{"10":1,"9":2}}}',
       '[[{"b":1,"a":2}],[{"b":1,"a":1.0}],[{"b":1,"a":2}]]',
+      // Members already in order, holding objects that are not (and the other way round).
+      '{"a":{"d":1,"c":2},"b":[{"b":1,"a":2}],"c":{"a":{"z":1,"y":2}}}',
+      '{"b":{"a":1,"b":{"a":2,"b":3}},"a":[{"a":1,"b":2},{"a":{"1":1},"b":2}]}',
     ]) {
       expect(canonicalJson(text)).toBe(parseCanonical(text));
     }

@@ -76,15 +76,16 @@ function isNumberPart(c: number): boolean {
 }
 
 const UNDECIDED = Symbol('undecided');
+const IN_ORDER = Symbol('in order');
 
 /**
  * The parsed document with every object replaced by a copy whose members were inserted in sorted
- * order (arrays are updated in place: the document is JSON.parse's fresh result), for one native
- * `JSON.stringify` (much quicker than assembling the text piece by piece). Plain objects, which V8
- * stringifies on its fast path (objects without a prototype are dictionaries, several times slower);
- * so a `__proto__` member, which would set the prototype instead, is left to {@link serializeSorted}.
- * Engines also list integer-like keys first whatever the insertion order, so an object with a key
- * starting with a digit is left to it too.
+ * order (arrays, and objects whose members are already in order, are updated in place: the document is
+ * JSON.parse's fresh result), for one native `JSON.stringify` (much quicker than assembling the text
+ * piece by piece). Plain objects, which V8 stringifies on its fast path (objects without a prototype
+ * are dictionaries, several times slower); so a `__proto__` member, which would set the prototype
+ * instead, is left to {@link serializeSorted}. Engines also list integer-like keys first whatever the
+ * insertion order, so an object with a key starting with a digit is left to it too.
  */
 function sortedCopy(value: unknown, depth: number): unknown {
   if (value === null || typeof value !== 'object') return value;
@@ -102,8 +103,22 @@ function sortedCopy(value: unknown, depth: number): unknown {
     return value;
   }
   const record = value as Record<string, unknown>;
-  const keys = sortedKeys(Object.keys(record));
+  const ownKeys = Object.keys(record);
+  const keys = sortedKeys(ownKeys);
   if (keys === UNDECIDED) return UNDECIDED;
+  if (keys === IN_ORDER) {
+    // Members already in order (as some clients send them): updated in place, like an array's items (the
+    // same loop written twice: one helper for both, its accesses then polymorphic, was 6% slower on
+    // nested arrays).
+    for (const key of ownKeys) {
+      const member = record[key];
+      if (member === null || typeof member !== 'object') continue;
+      const sorted = sortedCopy(member, depth + 1);
+      if (sorted === UNDECIDED) return UNDECIDED;
+      record[key] = sorted;
+    }
+    return record;
+  }
   const out: Record<string, unknown> = {};
   for (const key of keys) {
     const member = sortedCopy(record[key], depth + 1);
@@ -116,10 +131,13 @@ function sortedCopy(value: unknown, depth: number): unknown {
 // Objects in one document often share their keys (the items of an array): the last keys seen and
 // their sorted order, so that such objects are sorted and checked once.
 let lastKeys: readonly string[] = [];
-let lastSorted: readonly string[] | typeof UNDECIDED = [];
+let lastSorted: readonly string[] | typeof UNDECIDED | typeof IN_ORDER = IN_ORDER;
 
-/** `keys` in sorted order, or UNDECIDED when one of them is left to {@link serializeSorted} (see above). */
-function sortedKeys(keys: string[]): readonly string[] | typeof UNDECIDED {
+/**
+ * `keys` in sorted order, IN_ORDER when they already are, or UNDECIDED when one of them is left to
+ * {@link serializeSorted} (see above).
+ */
+function sortedKeys(keys: string[]): readonly string[] | typeof UNDECIDED | typeof IN_ORDER {
   if (keys.length === lastKeys.length) {
     let same = true;
     for (let i = 0; i < keys.length; i++) {
@@ -136,8 +154,14 @@ function sortedKeys(keys: string[]): readonly string[] | typeof UNDECIDED {
     const first = key.charCodeAt(0);
     if ((first >= 0x30 && first <= 0x39) || key === '__proto__') return UNDECIDED;
   }
-  // The default sort compares UTF-16 code units, as the exact parser does.
-  lastSorted = keys.sort();
+  // `>` and the default sort compare UTF-16 code units, as the exact parser does.
+  lastSorted = IN_ORDER;
+  for (let i = 1; i < keys.length; i++) {
+    if (keys[i - 1]! > keys[i]!) {
+      lastSorted = keys.sort();
+      break;
+    }
+  }
   return lastSorted;
 }
 
