@@ -11,15 +11,9 @@
  * to cost many times this for idem to come within a few per cent of it.
  */
 import { parseArgs } from 'node:util';
-import {
-  type AcquireResult,
-  type CapturedResponse,
-  createIdempotencyHandler,
-  type HttpRequest,
-  type IdempotencyRecord,
-  type Store,
-} from '@idem/core';
+import { type AcquireResult, createIdempotencyHandler, type IdempotencyRecord, type Store } from '@idem/core';
 import { memoryStore } from '@idem/memory';
+import { LayerRequest, routeResponse, smallOrder } from './layer-request.js';
 import { median } from './median.js';
 
 const { values } = parseArgs({
@@ -32,8 +26,6 @@ const rounds = Number(values.rounds);
 const perRound = Number(values.requests);
 
 const encoder = new TextEncoder();
-/** The body RESULTS.md's routes get. */
-const smallOrder = encoder.encode(JSON.stringify({ item: 'book', quantity: 2, note: 'benchmark order' }));
 /**
  * A ~1 KB order of the kind real clients send: digits inside strings (dates, SKUs, a zip code), and
  * prices either in cents or as decimals with a trailing zero (`19.90`: a number whose text a double does
@@ -59,46 +51,6 @@ function largeOrder(unitPrice: string): Uint8Array {
   });
   return encoder.encode(text.replaceAll('"UNIT_PRICE"', unitPrice));
 }
-const responseBody = encoder.encode(JSON.stringify({ id: 'ord_1', status: 'created' }));
-const captured: CapturedResponse = {
-  status: 201,
-  headers: [
-    ['content-type', 'application/json; charset=utf-8'],
-    ['content-length', String(responseBody.length)],
-  ],
-  body: responseBody,
-};
-
-/**
- * A class, not an object literal with arrow functions: tsx runs this file with esbuild's `keepNames`,
- * which names every function created per request through a helper. The two arrow functions added
- * 1.1-1.3 µs to every request's figure, none of it idem's.
- */
-class BenchRequest implements HttpRequest {
-  readonly method = 'POST';
-  readonly path = '/orders';
-  private readonly headers: Record<string, string>;
-
-  constructor(
-    key: string,
-    private readonly bytes: Uint8Array,
-  ) {
-    this.headers = {
-      'idempotency-key': key,
-      'content-type': 'application/json',
-      'content-length': String(bytes.length),
-    };
-  }
-
-  header(name: string): string | undefined {
-    return this.headers[name];
-  }
-
-  body(): Uint8Array {
-    return this.bytes;
-  }
-}
-
 const ACQUIRED: AcquireResult = { acquired: true };
 /** Every claim succeeds and every write is accepted: what is left is the layer itself. */
 const nullStore: Store = {
@@ -139,9 +91,9 @@ const scenarios = {
     body: smallOrder,
   },
 };
-const run = async () => captured;
+const run = async () => routeResponse;
 // The replayed key runs once, here; every request of the rounds is then a replay.
-await scenarios['memory store, replays'].handler.handle(new BenchRequest('replayed-key', smallOrder), run);
+await scenarios['memory store, replays'].handler.handle(new LayerRequest('replayed-key', smallOrder), run);
 
 let serial = 0;
 async function round(name: keyof typeof scenarios): Promise<number> {
@@ -149,7 +101,7 @@ async function round(name: keyof typeof scenarios): Promise<number> {
   const started = performance.now();
   for (let i = 0; i < perRound; i++) {
     const result = await handler.handle(
-      new BenchRequest(replay ? 'replayed-key' : `k-${++serial}`, body),
+      new LayerRequest(replay ? 'replayed-key' : `k-${++serial}`, body),
       run,
     );
     const replayed = result.action === 'respond' && result.replayed;
