@@ -121,3 +121,21 @@ describe('the layer benchmark', () => {
     }
   }, 30_000);
 });
+
+describe('the record-size measurement', () => {
+  it("reports a record's heap objects and bytes; the memory store keeps no string trees", async () => {
+    const script = fileURLToPath(new URL('./record-size.ts', import.meta.url));
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', script, '--records', '5000'],
+      { cwd: fileURLToPath(new URL('..', import.meta.url)) },
+    );
+    const total = /per record: (\d+\.\d) heap objects, (\d+) bytes/.exec(stdout);
+    expect(total).not.toBeNull();
+    expect(Number(total![1])).toBeGreaterThan(5);
+    expect(Number(total![2])).toBeGreaterThan(200);
+    // Node's crypto.randomUUID() tokens alone are trees of 14 strings each unless the store flattens them.
+    const trees = /concatenated string +(-?\d+\.\d\d)/.exec(stdout);
+    expect(Number(trees?.[1] ?? 0)).toBeLessThan(1);
+  }, 60_000);
+});
