@@ -75,10 +75,12 @@ if (store.size !== base + records) throw new Error(`the store holds ${store.size
 const rows: Array<[string, number, number]> = [];
 let objects = 0;
 let bytes = 0;
-for (const [kind, { count, bytes: size }] of after) {
-  const earlier = before.get(kind) ?? { count: 0, bytes: 0 };
-  const perRecord = (count - earlier.count) / records;
-  const bytesPerRecord = (size - earlier.bytes) / records;
+const none = { count: 0, bytes: 0 };
+for (const kind of new Set([...before.keys(), ...after.keys()])) {
+  const earlier = before.get(kind) ?? none;
+  const later = after.get(kind) ?? none;
+  const perRecord = (later.count - earlier.count) / records;
+  const bytesPerRecord = (later.bytes - earlier.bytes) / records;
   objects += perRecord;
   bytes += bytesPerRecord;
   if (Math.abs(perRecord) >= 0.05 || Math.abs(bytesPerRecord) >= 5)
