@@ -108,14 +108,18 @@ describe('the calibration server', () => {
   }, 30_000);
 });
 
+/** Run one of the bench's scripts as its package script does, and give back what it printed. */
+async function runScript(name: string, args: string[]): Promise<string> {
+  const script = fileURLToPath(new URL(`./${name}`, import.meta.url));
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', script, ...args], {
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
+  });
+  return stdout;
+}
+
 describe('the layer benchmark', () => {
   it('runs every scenario (each checks its own results) and reports µs per request', async () => {
-    const script = fileURLToPath(new URL('./layer.ts', import.meta.url));
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      ['--import', 'tsx', script, '--rounds', '2', '--requests', '200'],
-      { cwd: fileURLToPath(new URL('..', import.meta.url)) },
-    );
+    const stdout = await runScript('layer.ts', ['--rounds', '2', '--requests', '200']);
     for (const scenario of ['null store, new keys', 'memory store, new keys', 'memory store, replays']) {
       expect(stdout).toMatch(new RegExp(`${scenario} +\\d+\\.\\d\\d µs/request`));
     }
@@ -124,12 +128,7 @@ describe('the layer benchmark', () => {
 
 describe('the record-size measurement', () => {
   it("reports a record's heap objects and bytes; the memory store keeps no string trees", async () => {
-    const script = fileURLToPath(new URL('./record-size.ts', import.meta.url));
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      ['--import', 'tsx', script, '--records', '5000'],
-      { cwd: fileURLToPath(new URL('..', import.meta.url)) },
-    );
+    const stdout = await runScript('record-size.ts', ['--records', '5000']);
     const total = /per record: (\d+\.\d) heap objects, (\d+) bytes/.exec(stdout);
     expect(total).not.toBeNull();
     expect(Number(total![1])).toBeGreaterThan(5);

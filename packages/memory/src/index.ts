@@ -155,6 +155,7 @@ class InMemoryStore implements MemoryStore {
     const next = transition(entry?.record ?? null, { type: 'claim', claim }, now);
     if (next.outcome !== 'execute') return { acquired: false, record: copyRecord(next.record!) };
     // The strings of a record are kept for its whole ttl; completing and releasing keep these same ones.
+    flatten(key);
     flatten(claim.token);
     flatten(claim.fingerprint);
     this.write(key, entry, next.record!, claim.ttlMs);
@@ -229,7 +230,7 @@ class InMemoryStore implements MemoryStore {
 
   private write(key: string, entry: Entry | undefined, record: IdempotencyRecord, ttlMs: number): void {
     if (entry === undefined) {
-      entry = new Entry(flatten(key), record);
+      entry = new Entry(key, record);
       this.records.set(key, entry);
       if (this.timer === undefined && !this.closed) this.startTimer();
     } else {
