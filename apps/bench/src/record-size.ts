@@ -6,7 +6,10 @@
  * young-generation GC while the record is young and marked by every full GC while it lives, so in a
  * server the count weighs on every request, not only on memory.
  *
- *   pnpm --filter @idem/bench record-size [--records N] [--base N]
+ *   pnpm --filter @idem/bench record-size [--records N] [--base N] [--max-entries N]
+ *
+ * The store is unbounded unless `--max-entries` is given (a bounded store also keeps its records in
+ * settlement order, for eviction: one more object per record).
  */
 import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -21,6 +24,7 @@ const { values } = parseArgs({
   options: {
     records: { type: 'string', default: '10000' },
     base: { type: 'string', default: '100' },
+    'max-entries': { type: 'string' },
   },
 });
 const records = Number(values.records);
@@ -55,7 +59,11 @@ async function heapByKind(): Promise<Map<string, { count: number; bytes: number 
   return kinds;
 }
 
-const store = memoryStore();
+const maxEntries = values['max-entries'] === undefined ? undefined : Number(values['max-entries']);
+if (maxEntries !== undefined && maxEntries < base + records) {
+  throw new Error('--max-entries must be at least --base + --records: evicted records would not be counted');
+}
+const store = memoryStore(maxEntries === undefined ? {} : { maxEntries });
 const handler = createIdempotencyHandler({ store });
 const run = async () => routeResponse;
 let serial = 0;
@@ -87,7 +95,8 @@ for (const kind of new Set([...before.keys(), ...after.keys()])) {
     rows.push([kind, perRecord, bytesPerRecord]);
 }
 rows.sort((a, b) => b[2] - a[2]);
-console.log(`Node ${process.version}, memory store, ${records} completed records (after ${base})`);
+const bound = maxEntries === undefined ? 'unbounded' : `maxEntries ${maxEntries}`;
+console.log(`Node ${process.version}, memory store (${bound}), ${records} completed records (after ${base})`);
 console.log(`per record: ${objects.toFixed(1)} heap objects, ${bytes.toFixed(0)} bytes`);
 for (const [kind, perRecord, bytesPerRecord] of rows)
   console.log(

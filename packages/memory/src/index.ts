@@ -71,8 +71,11 @@ class Entry implements Link {
   queue: Queue | null = null;
   prev: Link | null = null;
   next: Link | null = null;
-  /** Place in the settled queue, while the record is completed or failed. */
-  readonly bySettlement: Link = { entry: this, queue: null, prev: null, next: null };
+  /**
+   * Place in the settled queue, while the record is completed or failed; only a bounded store keeps
+   * that queue (for eviction), and only it creates the link.
+   */
+  bySettlement: Link | null = null;
   state: RecordState = 'in_flight';
   fingerprint = '';
   token = '';
@@ -204,9 +207,13 @@ class InMemoryStore implements MemoryStore {
    * engine uses one or two ttls, so looking at every head finds an expired record in O(1).
    */
   private readonly queues = new Map<number, Queue>();
-  /** Completed and failed records, oldest settled first: the eviction order once nothing is expired. */
+  /**
+   * Completed and failed records, oldest settled first: the eviction order once nothing is expired.
+   * Kept by a bounded store only: an unbounded one never evicts.
+   */
   private readonly settled = new Queue();
   private readonly maxEntries: number;
+  private readonly bounded: boolean;
   private readonly cleanupIntervalMs: number;
   private readonly now: () => number;
   private timer: ReturnType<typeof setInterval> | undefined;
@@ -218,6 +225,7 @@ class InMemoryStore implements MemoryStore {
     if (!(this.maxEntries >= 1) || (Number.isFinite(this.maxEntries) && !Number.isInteger(this.maxEntries))) {
       throw new TypeError(`[${this.name}] maxEntries must be a positive integer`);
     }
+    this.bounded = Number.isFinite(this.maxEntries);
     this.cleanupIntervalMs = options.cleanupIntervalMs ?? 60_000;
     if (!(this.cleanupIntervalMs >= 0) || !Number.isFinite(this.cleanupIntervalMs)) {
       throw new TypeError(`[${this.name}] cleanupIntervalMs must be a finite number >= 0`);
@@ -325,7 +333,10 @@ class InMemoryStore implements MemoryStore {
     }
     entry.set(record, response);
     this.queueFor(ttlMs).push(entry);
-    if (record.state !== 'in_flight') this.settled.push(entry.bySettlement);
+    if (record.state !== 'in_flight' && this.bounded) {
+      entry.bySettlement ??= { entry, queue: null, prev: null, next: null };
+      this.settled.push(entry.bySettlement);
+    }
   }
 
   private remove(entry: Entry): void {
@@ -339,7 +350,7 @@ class InMemoryStore implements MemoryStore {
       queue.unlink(entry);
       if (queue.empty) this.queues.delete(queue.ttlMs);
     }
-    entry.bySettlement.queue?.unlink(entry.bySettlement);
+    if (entry.bySettlement !== null) entry.bySettlement.queue?.unlink(entry.bySettlement);
   }
 
   private queueFor(ttlMs: number): Queue {
