@@ -1,6 +1,9 @@
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -116,6 +119,33 @@ async function runScript(name: string, args: string[]): Promise<string> {
   });
   return stdout;
 }
+
+describe('the bench', () => {
+  it('measures every scenario in pairs over two processes of each kind and writes the table', async () => {
+    const out = join(await mkdtemp(join(tmpdir(), 'idem-bench-')), 'RESULTS.md');
+    try {
+      const options = { frameworks: 'hono', stores: 'memory', pairs: '2', seconds: '1', out };
+      await runScript(
+        'main.ts',
+        Object.entries(options).flatMap(([name, value]) => [`--${name}`, value]),
+      );
+      const results = await readFile(out, 'utf8');
+      expect(results).toContain('2 server processes of each kind');
+      for (const [scenario, roundTrips] of [
+        ['new keys', '2.0'],
+        ['replays', '1.0'],
+      ]) {
+        // framework | store | scenario | bare req/s | idem req/s | ratio (two pairs) | ... | round trips
+        const row = new RegExp(
+          `\\| hono +\\| memory \\| ${scenario} +\\| +\\d+ \\| +\\d+ \\| \\*\\*\\d\\.\\d{3}\\*\\* \\(\\d\\.\\d\\d, \\d\\.\\d\\d\\) \\|.*\\| +${roundTrips}\\d / — \\|`,
+        );
+        expect(results).toMatch(row);
+      }
+    } finally {
+      await rm(dirname(out), { recursive: true, force: true });
+    }
+  }, 120_000);
+});
 
 describe('the layer benchmark', () => {
   it('runs every scenario (each checks its own results) and reports µs per request', async () => {

@@ -1,6 +1,6 @@
 /**
  * idem against the bare framework. For each framework and store: the same `POST /orders` route bare
- * and behind idem, loaded in alternating short slices (bare, idem, bare, idem, ...) by autocannon in a
+ * and behind idem, loaded in alternating short slices (bare, idem, idem, bare, ...) by autocannon in a
  * separate process, server and generator pinned to different cores. Reports throughput, p50/p99 and the
  * idem/bare ratio per pair with its median (machine noise hits both sides of a pair alike), plus the
  * store round trips per request: the store calls idem made, and what the backend itself counted (Redis
@@ -10,6 +10,7 @@
  *   pnpm bench            quick: every framework on the memory store, where the targets are (< 3 min)
  *   pnpm bench --full     every framework (fastify-preparsing too) on every store, more and longer slices
  *   options: --frameworks fastify,hono --stores memory,redis --pairs N --seconds S --connections C --out FILE
+ *            --instances N   server processes of each kind (default 2), taken in turn by the pairs
  *            (frameworks: fastify, hono, express, and fastify-preparsing: Fastify with decideIn: 'preParsing')
  *            --profile DIR   run the servers under `node --cpu-prof`, profiles written to DIR at the end
  *
@@ -29,6 +30,7 @@ import {
   type KeyMode,
   type LoadResult,
   runLoad,
+  type ServerMode,
   type ServerProcess,
   serverCpu,
   startServer,
@@ -45,6 +47,7 @@ const { values } = parseArgs({
     frameworks: { type: 'string' },
     stores: { type: 'string' },
     pairs: { type: 'string' },
+    instances: { type: 'string', default: '2' },
     seconds: { type: 'string' },
     connections: { type: 'string', default: '50' },
     out: { type: 'string', default: new URL('../RESULTS.md', import.meta.url).pathname },
@@ -66,6 +69,14 @@ const combos = frameworks.flatMap((framework) =>
 const pairs = Number(values.pairs ?? (values.full ? 5 : 2));
 const seconds = Number(values.seconds ?? (values.full ? 3 : 2));
 const connections = Number(values.connections);
+/**
+ * Server processes of each kind (bare, idem) per framework and store; pair k runs on the k-th of each
+ * (modulo). Two processes of the very same code differed by 7-15% in CPU per request over twenty 2 s
+ * slices on this machine (one of them steadily cheaper), so a ratio taken from one process per side
+ * carries that difference whole.
+ */
+const instances = Number(values.instances);
+if (!Number.isInteger(instances) || instances < 1) throw new Error('--instances must be a positive integer');
 
 /** One load slice and the server's CPU time per request over it (µs, read from the server itself). */
 type Slice = LoadResult & { cpuMicros: number };
@@ -76,20 +87,62 @@ async function slice(server: ServerProcess, keys: KeyMode, rate?: number): Promi
   return { ...run, cpuMicros: ((await serverCpu(server.url)) - before) / run.requests };
 }
 
-/** `count` pairs of slices, A then B (A B A B ...), so that machine noise hits both sides of a pair alike. */
+/**
+ * `count` pairs of back-to-back slices, one of A and one of B, so that machine noise hits both sides of
+ * a pair alike: A first in even pairs, B first in odd ones (A B B A A B ...), so that neither side always
+ * runs second; pair k on the k-th process of each side, in turn.
+ */
 async function alternate(
-  a: ServerProcess,
-  b: ServerProcess,
+  a: ServerProcess[],
+  b: ServerProcess[],
   keys: KeyMode,
   count: number,
   rate?: number,
 ): Promise<[Slice[], Slice[]]> {
   const [aRuns, bRuns]: [Slice[], Slice[]] = [[], []];
   for (let pair = 0; pair < count; pair++) {
-    aRuns.push(await slice(a, keys, rate));
-    bRuns.push(await slice(b, keys, rate));
+    const [onA, onB] = [a[pair % a.length]!, b[pair % b.length]!];
+    if (pair % 2 === 0) {
+      aRuns.push(await slice(onA, keys, rate));
+      bRuns.push(await slice(onB, keys, rate));
+    } else {
+      bRuns.push(await slice(onB, keys, rate));
+      aRuns.push(await slice(onA, keys, rate));
+    }
   }
   return [aRuns, bRuns];
+}
+
+/**
+ * Start `instances` servers of one kind into `servers`, one after another (into the caller's list, so
+ * that the caller stops those already started when a later one fails).
+ */
+async function startServers(
+  servers: ServerProcess[],
+  framework: string,
+  store: string,
+  mode: ServerMode,
+  profileDir?: string,
+): Promise<void> {
+  for (let i = 0; i < instances; i++) servers.push(await startServer(framework, store, mode, profileDir));
+}
+
+/** Warm every server up with a 1 s slice (not measured); what they served, for the round-trip counts. */
+async function warmUp(servers: ServerProcess[], keys: KeyMode): Promise<number> {
+  let requests = 0;
+  for (const server of servers) requests += (await runLoad(server.url, 1, keys, connections)).requests;
+  return requests;
+}
+
+async function stopAll(servers: ServerProcess[]): Promise<void> {
+  for (const server of servers) await server.stop();
+}
+
+/** Store calls made so far by all the idem servers of a framework and store. */
+async function allStoreCalls(servers: ServerProcess[]): Promise<number> {
+  let calls = 0;
+  for (const server of servers) calls += await storeCalls(server.url);
+  return calls;
 }
 
 /** Over some slices: the load generator's highest use of its core, and the non-2xx answers and errors. */
@@ -109,35 +162,33 @@ if (combos.some(({ store }) => store === 'dynamodb'))
 const rows: Row[] = [];
 const started = Date.now();
 for (const { framework, store } of combos) {
-  let bare: ServerProcess | undefined;
-  let idem: ServerProcess | undefined;
+  const bare: ServerProcess[] = [];
+  const idem: ServerProcess[] = [];
   const counter = await openServerCounter(store);
   try {
     const profileDir = values.profile === undefined ? undefined : resolve(values.profile);
-    [bare, idem] = [
-      await startServer(framework, store, 'bare', profileDir),
-      await startServer(framework, store, 'idem', profileDir),
-    ];
+    await startServers(bare, framework, store, 'bare', profileDir);
+    await startServers(idem, framework, store, 'idem', profileDir);
     // Store round trips are counted over each whole scenario (warm-up, slices and the equal-load slice):
     // PostgreSQL publishes its counts up to 10 s late, too late to read them around every slice.
-    let callsMark = await storeCalls(idem.url);
+    let callsMark = await allStoreCalls(idem);
     let serverMark = await counter?.read();
     for (const scenario of ['new keys', 'replays'] as const) {
       const keys = scenario === 'new keys' ? 'unique' : 'one';
       // Both servers get the same requests (the bare route ignores the key), so that only the server
       // differs between A and B, the load generator's work included.
-      await runLoad(bare.url, 1, keys, connections); // warm-up, not measured
-      const warmUp = await runLoad(idem.url, 1, keys, connections);
+      await warmUp(bare, keys);
+      const warmUpRequests = await warmUp(idem, keys);
       const [bareRuns, idemRuns] = await alternate(bare, idem, keys, pairs);
       // At saturation the slower server also pays more per request for being slower (the generator
       // sleeps between responses, so each write wakes it up): CPU per request at the same offered load,
       // half of what idem sustained, is what idem adds to each request.
       const equalRate = Math.max(50, Math.round(median(idemRuns.map((run) => run.rps)) / 2));
       const [[equalBare], [equalIdem]] = await alternate(bare, idem, keys, 1, equalRate);
-      const idemRequests = [warmUp, ...idemRuns, equalIdem!].reduce((sum, run) => sum + run.requests, 0);
+      const idemRequests = [...idemRuns, equalIdem!].reduce((sum, run) => sum + run.requests, warmUpRequests);
       const ratios = idemRuns.map((run, i) => run.rps / bareRuns[i]!.rps);
       const cpuRatios = bareRuns.map((run, i) => run.cpuMicros / idemRuns[i]!.cpuMicros);
-      const calls = await storeCalls(idem.url);
+      const calls = await allStoreCalls(idem);
       const serverCount = await counter?.read();
       const roundTrips = (calls - callsMark) / idemRequests;
       const serverRoundTrips =
@@ -178,8 +229,8 @@ for (const { framework, store } of combos) {
       );
     }
   } finally {
-    await bare?.stop();
-    await idem?.stop();
+    await stopAll(bare);
+    await stopAll(idem);
     await counter?.close();
   }
 }
@@ -188,11 +239,13 @@ for (const { framework, store } of combos) {
 // what a known, fixed cost does to the ratio on this machine (the memory store is not opened).
 let calibration: Calibration | undefined;
 if (frameworks.includes('fastify')) {
-  const bare = await startServer('fastify', 'memory', 'bare');
-  const busy = await startServer('fastify', 'memory', 'busy');
+  const bare: ServerProcess[] = [];
+  const busy: ServerProcess[] = [];
   try {
-    await runLoad(bare.url, 1, 'unique', connections); // warm-ups, not measured
-    await runLoad(busy.url, 1, 'unique', connections);
+    await startServers(bare, 'fastify', 'memory', 'bare');
+    await startServers(busy, 'fastify', 'memory', 'busy');
+    await warmUp(bare, 'unique');
+    await warmUp(busy, 'unique');
     const [bareRuns, busyRuns] = await alternate(bare, busy, 'unique', pairs);
     calibration = {
       framework: 'fastify',
@@ -208,14 +261,15 @@ if (frameworks.includes('fastify')) {
         `${calibration.bareCpuMicros.toFixed(1)} busy ${calibration.busyCpuMicros.toFixed(1)}`,
     );
   } finally {
-    await bare.stop();
-    await busy.stop();
+    await stopAll(bare);
+    await stopAll(busy);
   }
 }
 
 const markdown = renderResults(rows, calibration, {
   mode: values.full ? 'full' : 'quick',
   pairs,
+  instances,
   seconds,
   connections,
   cpu: cpus()[0]?.model ?? 'unknown',
