@@ -124,7 +124,7 @@ describe('the bench', () => {
   it('measures every scenario in pairs over two processes of each kind and writes the table', async () => {
     const out = join(await mkdtemp(join(tmpdir(), 'idem-bench-')), 'RESULTS.md');
     try {
-      const options = { frameworks: 'hono', stores: 'memory', pairs: '2', seconds: '1', out };
+      const options = { frameworks: 'hono', stores: 'memory', pairs: '2', seconds: '1', instances: '2', out };
       await runScript(
         'main.ts',
         Object.entries(options).flatMap(([name, value]) => [`--${name}`, value]),

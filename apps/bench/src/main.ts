@@ -10,7 +10,8 @@
  *   pnpm bench            quick: every framework on the memory store, where the targets are (< 3 min)
  *   pnpm bench --full     every framework (fastify-preparsing too) on every store, more and longer slices
  *   options: --frameworks fastify,hono --stores memory,redis --pairs N --seconds S --connections C --out FILE
- *            --instances N   server processes of each kind (default 2), taken in turn by the pairs
+ *            --instances N   server processes of each kind, taken in turn by the pairs (default: 2 with
+ *                            --full, 1 in the quick run, which has to stay under 3 minutes)
  *            (frameworks: fastify, hono, express, and fastify-preparsing: Fastify with decideIn: 'preParsing')
  *            --profile DIR   run the servers under `node --cpu-prof`, profiles written to DIR at the end
  *
@@ -47,7 +48,7 @@ const { values } = parseArgs({
     frameworks: { type: 'string' },
     stores: { type: 'string' },
     pairs: { type: 'string' },
-    instances: { type: 'string', default: '2' },
+    instances: { type: 'string' },
     seconds: { type: 'string' },
     connections: { type: 'string', default: '50' },
     out: { type: 'string', default: new URL('../RESULTS.md', import.meta.url).pathname },
@@ -73,9 +74,10 @@ const connections = Number(values.connections);
  * Server processes of each kind (bare, idem) per framework and store; pair k runs on the k-th of each
  * (modulo). Two processes of the very same code differed by 7-15% in CPU per request over twenty 2 s
  * slices on this machine (one of them steadily cheaper), so a ratio taken from one process per side
- * carries that difference whole.
+ * carries that difference whole. The quick run keeps one of each (it has to stay under 3 minutes);
+ * `--full` starts two.
  */
-const instances = Number(values.instances);
+const instances = Number(values.instances ?? (values.full ? 2 : 1));
 if (!Number.isInteger(instances) || instances < 1) throw new Error('--instances must be a positive integer');
 
 /** One load slice and the server's CPU time per request over it (µs, read from the server itself). */
