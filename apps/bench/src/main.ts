@@ -10,10 +10,11 @@
  *   pnpm bench            quick: every framework on the memory store, where the targets are (< 3 min)
  *   pnpm bench --full     every framework (fastify-preparsing too) on every store, more and longer slices
  *   options: --frameworks fastify,hono --stores memory,redis --pairs N --seconds S --connections C --out FILE
+ *            (frameworks: fastify, hono, express, and fastify-preparsing: Fastify with decideIn: 'preParsing')
  *            --instances N   server processes of each kind, taken in turn by the pairs (default: 2 with
  *                            --full, 1 in the quick run, which has to stay under 3 minutes)
- *            (frameworks: fastify, hono, express, and fastify-preparsing: Fastify with decideIn: 'preParsing')
  *            --profile DIR   run the servers under `node --cpu-prof`, profiles written to DIR at the end
+ *                            (one set per server process, so two per kind with --instances 2)
  *
  * Besides req/s, each slice measures the server's CPU time per request (process.cpuUsage deltas read
  * from the server itself): on a shared machine that is much steadier than throughput.
