@@ -90,10 +90,11 @@ class Entry implements Link {
   constructor(readonly key: string) {}
 
   /**
-   * Take the state machine's next record. `response` is the caller's: its body is copied (which also
-   * turns a Node `Buffer` into a plain, unshared array) and its strings are flattened.
+   * Take the state machine's next record. Its response is the caller's: the body is copied (which also
+   * turns a Node `Buffer` into a plain, unshared array) and the header strings are flattened.
    */
-  set(record: IdempotencyRecord, response: StoredResponse | null): void {
+  set(record: IdempotencyRecord): void {
+    const { response } = record;
     this.state = record.state;
     this.fingerprint = record.fingerprint;
     this.token = record.token;
@@ -209,11 +210,10 @@ class InMemoryStore implements MemoryStore {
   private readonly queues = new Map<number, Queue>();
   /**
    * Completed and failed records, oldest settled first: the eviction order once nothing is expired.
-   * Kept by a bounded store only: an unbounded one never evicts.
+   * Kept by a bounded store only (finite `maxEntries`): an unbounded one never evicts.
    */
   private readonly settled = new Queue();
   private readonly maxEntries: number;
-  private readonly bounded: boolean;
   private readonly cleanupIntervalMs: number;
   private readonly now: () => number;
   private timer: ReturnType<typeof setInterval> | undefined;
@@ -225,7 +225,6 @@ class InMemoryStore implements MemoryStore {
     if (!(this.maxEntries >= 1) || (Number.isFinite(this.maxEntries) && !Number.isInteger(this.maxEntries))) {
       throw new TypeError(`[${this.name}] maxEntries must be a positive integer`);
     }
-    this.bounded = Number.isFinite(this.maxEntries);
     this.cleanupIntervalMs = options.cleanupIntervalMs ?? 60_000;
     if (!(this.cleanupIntervalMs >= 0) || !Number.isFinite(this.cleanupIntervalMs)) {
       throw new TypeError(`[${this.name}] cleanupIntervalMs must be a finite number >= 0`);
@@ -247,7 +246,7 @@ class InMemoryStore implements MemoryStore {
     flatten(key);
     flatten(claim.token);
     flatten(claim.fingerprint);
-    this.write(key, entry, next.record!, null, claim.ttlMs);
+    this.write(key, entry, next.record!, claim.ttlMs);
     if (entry === undefined && this.records.size > this.maxEntries) this.evict(now);
     return ACQUIRED;
   }
@@ -257,7 +256,7 @@ class InMemoryStore implements MemoryStore {
     const entry = this.live(key, now);
     const next = transition(entry?.record() ?? null, { type: 'complete', token, response, ttlMs }, now);
     if (next.outcome !== 'accepted') return false;
-    this.write(key, entry, next.record!, response, ttlMs);
+    this.write(key, entry, next.record!, ttlMs);
     return true;
   }
 
@@ -266,7 +265,7 @@ class InMemoryStore implements MemoryStore {
     const entry = this.live(key, now);
     const next = transition(entry?.record() ?? null, { type: 'release', token, ttlMs }, now);
     if (next.outcome !== 'accepted') return false;
-    this.write(key, entry, next.record!, null, ttlMs);
+    this.write(key, entry, next.record!, ttlMs);
     return true;
   }
 
@@ -317,13 +316,7 @@ class InMemoryStore implements MemoryStore {
     return undefined;
   }
 
-  private write(
-    key: string,
-    entry: Entry | undefined,
-    record: IdempotencyRecord,
-    response: StoredResponse | null,
-    ttlMs: number,
-  ): void {
+  private write(key: string, entry: Entry | undefined, record: IdempotencyRecord, ttlMs: number): void {
     if (entry === undefined) {
       entry = new Entry(key);
       this.records.set(key, entry);
@@ -331,9 +324,9 @@ class InMemoryStore implements MemoryStore {
     } else {
       this.unqueue(entry);
     }
-    entry.set(record, response);
+    entry.set(record);
     this.queueFor(ttlMs).push(entry);
-    if (record.state !== 'in_flight' && this.bounded) {
+    if (record.state !== 'in_flight' && Number.isFinite(this.maxEntries)) {
       entry.bySettlement ??= { entry, queue: null, prev: null, next: null };
       this.settled.push(entry.bySettlement);
     }
@@ -400,9 +393,9 @@ class InMemoryStore implements MemoryStore {
  * `text`, flattened: V8 keeps a string built by concatenation (13 characters or more) as a tree of its
  * parts. Node's `crypto.randomUUID()` returns a tree of 14 nodes, a storage key (`prefix + hash`) one;
  * kept for a record's whole ttl, they were 15 of its 32 heap objects and a third of its bytes, each
- * one copied by the young-generation GC and marked by every full GC (17 objects and ~990 bytes flat:
- * `pnpm --filter @idem/bench record-size`). Reading a character flattens the tree in place and the GC
- * then drops its nodes; on a flat string it costs nothing.
+ * one copied by the young-generation GC and marked by every full GC (`pnpm --filter @idem/bench
+ * record-size` measures what a record costs). Reading a character flattens the tree in place and the
+ * GC then drops its nodes; on a flat string it costs nothing.
  */
 function flatten(text: string): string {
   text.charCodeAt(0);
