@@ -139,14 +139,17 @@ export async function runLoad(
   return JSON.parse(output.trim().split('\n').at(-1)!) as LoadResult;
 }
 
-/** CPU time (user + system, µs) the server process has used so far. */
-export async function serverCpu(url: string): Promise<number> {
-  const response = await fetch(`${url}/__cpu`);
-  return ((await response.json()) as { cpuMicros: number }).cpuMicros;
+/**
+ * What a server process counted so far: the `POST /orders` requests it received, the store round trips
+ * it made (0 without idem) and its CPU time (user + system, µs).
+ */
+export interface ServerStats {
+  requests: number;
+  storeCalls: number;
+  cpuMicros: number;
 }
 
-/** Store round trips the idem server made so far. */
-export async function storeCalls(url: string): Promise<number> {
-  const response = await fetch(`${url}/__calls`);
-  return ((await response.json()) as { calls: number }).calls;
+export async function serverStats(url: string): Promise<ServerStats> {
+  const response = await fetch(`${url}/__stats`);
+  return (await response.json()) as ServerStats;
 }

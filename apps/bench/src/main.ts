@@ -16,8 +16,9 @@
  *            --profile DIR   run the servers under `node --cpu-prof`, profiles written to DIR at the end
  *                            (one set per server process, so two per kind with --instances 2)
  *
- * Besides req/s, each slice measures the server's CPU time per request (process.cpuUsage deltas read
- * from the server itself): on a shared machine that is much steadier than throughput.
+ * Besides req/s, each slice measures the server's CPU time per request (process.cpuUsage deltas over the
+ * requests received, both read from the server itself): on a shared machine that is much steadier than
+ * throughput.
  */
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -34,9 +35,8 @@ import {
   runLoad,
   type ServerMode,
   type ServerProcess,
-  serverCpu,
+  serverStats,
   startServer,
-  storeCalls,
 } from './harness.js';
 import { median } from './median.js';
 import { type Calibration, type Row, renderResults } from './results.js';
@@ -81,13 +81,17 @@ const connections = Number(values.connections);
 const instances = Number(values.instances ?? (values.full ? 2 : 1));
 if (!Number.isInteger(instances) || instances < 1) throw new Error('--instances must be a positive integer');
 
-/** One load slice and the server's CPU time per request over it (µs, read from the server itself). */
+/**
+ * One load slice and the server's CPU time per request over it (µs), both read from the server itself:
+ * its CPU time over the requests it received.
+ */
 type Slice = LoadResult & { cpuMicros: number };
 
 async function slice(server: ServerProcess, keys: KeyMode, rate?: number): Promise<Slice> {
-  const before = await serverCpu(server.url);
+  const before = await serverStats(server.url);
   const run = await runLoad(server.url, seconds, keys, connections, rate);
-  return { ...run, cpuMicros: ((await serverCpu(server.url)) - before) / run.requests };
+  const after = await serverStats(server.url);
+  return { ...run, cpuMicros: (after.cpuMicros - before.cpuMicros) / (after.requests - before.requests) };
 }
 
 /**
@@ -130,22 +134,24 @@ async function startServers(
   for (let i = 0; i < instances; i++) servers.push(await startServer(framework, store, mode, profileDir));
 }
 
-/** Warm every server up with a 1 s slice (not measured); what they served, for the round-trip counts. */
-async function warmUp(servers: ServerProcess[], keys: KeyMode): Promise<number> {
-  let requests = 0;
-  for (const server of servers) requests += (await runLoad(server.url, 1, keys, connections)).requests;
-  return requests;
+/** Warm every server up with a 1 s slice (not measured). */
+async function warmUp(servers: ServerProcess[], keys: KeyMode): Promise<void> {
+  for (const server of servers) await runLoad(server.url, 1, keys, connections);
 }
 
 async function stopAll(servers: ServerProcess[]): Promise<void> {
   for (const server of servers) await server.stop();
 }
 
-/** Store calls made so far by all the idem servers of a framework and store. */
-async function allStoreCalls(servers: ServerProcess[]): Promise<number> {
-  let calls = 0;
-  for (const server of servers) calls += await storeCalls(server.url);
-  return calls;
+/** Requests received and store calls made so far by all the idem servers of a framework and store. */
+async function requestsAndStoreCalls(servers: ServerProcess[]): Promise<{ requests: number; calls: number }> {
+  const total = { requests: 0, calls: 0 };
+  for (const server of servers) {
+    const stats = await serverStats(server.url);
+    total.requests += stats.requests;
+    total.calls += stats.storeCalls;
+  }
+  return total;
 }
 
 /** Over some slices: the load generator's highest use of its core, and the non-2xx answers and errors. */
@@ -174,31 +180,31 @@ for (const { framework, store } of combos) {
     await startServers(idem, framework, store, 'idem', profileDir);
     // Store round trips are counted over each whole scenario (warm-up, slices and the equal-load slice):
     // PostgreSQL publishes its counts up to 10 s late, too late to read them around every slice.
-    let callsMark = await allStoreCalls(idem);
+    let idemMark = await requestsAndStoreCalls(idem);
     let serverMark = await counter?.read();
     for (const scenario of ['new keys', 'replays'] as const) {
       const keys = scenario === 'new keys' ? 'unique' : 'one';
       // Both servers get the same requests (the bare route ignores the key), so that only the server
       // differs between A and B, the load generator's work included.
       await warmUp(bare, keys);
-      const warmUpRequests = await warmUp(idem, keys);
+      await warmUp(idem, keys);
       const [bareRuns, idemRuns] = await alternate(bare, idem, keys, pairs);
       // At saturation the slower server also pays more per request for being slower (the generator
       // sleeps between responses, so each write wakes it up): CPU per request at the same offered load,
       // half of what idem sustained, is what idem adds to each request.
       const equalRate = Math.max(50, Math.round(median(idemRuns.map((run) => run.rps)) / 2));
       const [[equalBare], [equalIdem]] = await alternate(bare, idem, keys, 1, equalRate);
-      const idemRequests = [...idemRuns, equalIdem!].reduce((sum, run) => sum + run.requests, warmUpRequests);
       const ratios = idemRuns.map((run, i) => run.rps / bareRuns[i]!.rps);
       const cpuRatios = bareRuns.map((run, i) => run.cpuMicros / idemRuns[i]!.cpuMicros);
-      const calls = await allStoreCalls(idem);
+      const idemCounts = await requestsAndStoreCalls(idem);
       const serverCount = await counter?.read();
-      const roundTrips = (calls - callsMark) / idemRequests;
+      const idemRequests = idemCounts.requests - idemMark.requests;
+      const roundTrips = (idemCounts.calls - idemMark.calls) / idemRequests;
       const serverRoundTrips =
         serverCount === undefined || serverMark === undefined
           ? null
           : (serverCount - serverMark) / idemRequests;
-      [callsMark, serverMark] = [calls, serverCount];
+      [idemMark, serverMark] = [idemCounts, serverCount];
       const row: Row = {
         framework,
         store,

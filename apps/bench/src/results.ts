@@ -30,7 +30,7 @@ export interface Row {
   bareP99: number;
   idemP50: number;
   idemP99: number;
-  /** Store calls per request idem served in the scenario, counted around the store in the idem server. */
+  /** Store calls per request the idem servers received in the scenario, both counted in those servers. */
   roundTrips: number;
   /** The same by the backend's own count (Redis, PostgreSQL); null where it keeps none. */
   serverRoundTrips: number | null;
@@ -120,9 +120,9 @@ export function renderResults(
         ]
       : []),
     '- ratio = idem req/s / bare req/s within a pair; the table shows the median over pairs (each pair in brackets).',
-    "- CPU µs/req = the server process's CPU time (user + system, `process.cpuUsage`) over a slice / the requests it served, median over slices; CPU ratio = bare µs / idem µs within a pair, median. Steadier than req/s on a shared machine.",
+    "- CPU µs/req = the server process's CPU time (user + system, `process.cpuUsage`) over a slice / the `POST /orders` requests it received (its own count: autocannon leaves out the requests still in flight when a slice ends), median over slices; CPU ratio = bare µs / idem µs within a pair, median. Steadier than req/s on a shared machine.",
     "- at equal load = one more pair at a fixed offered load (half of idem's median req/s), the same for both servers: CPU µs per request bare/idem, and what idem adds per request. At saturation the slower server also pays more per request for being slower (the generator sleeps between responses, and every response wakes it), so the CPU ratio above understates idem; this column does not.",
-    '- round trips = per request idem served in the scenario (warm-up, slices and the equal-load slice): the store calls idem made (2 new, 1 replay) / what the backend itself counted: the commands Redis got from clients (`EVALSHA`, `EVAL`, `UNLINK` in `INFO commandstats`; Redis counts the commands a script runs as calls too), the transactions PostgreSQL ran in the database (`pg_stat_database`, read 10.5 s after the load stops, once every backend has published its counts; each store statement is a transaction of its own); — where the backend keeps no count (the memory store has no wire; DynamoDB Local has no such counter). Requests still in flight when a slice ends are counted by the store but not by autocannon.',
+    '- round trips = per request the idem servers received in the scenario (their own count, over the warm-up, the slices and the equal-load slice): the store calls idem made (2 new, 1 replay) / what the backend itself counted: the commands Redis got from clients (`EVALSHA`, `EVAL`, `UNLINK` in `INFO commandstats`; Redis counts the commands a script runs as calls too), the transactions PostgreSQL ran in the database (`pg_stat_database`, read 10.5 s after the load stops, once every backend has published its counts; each store statement is a transaction of its own); — where the backend keeps no count (the memory store has no wire; DynamoDB Local has no such counter).',
     "- gen CPU = the load generator's highest use of its core; near 100% means the generator, not the server, was the limit.",
     '',
     ...markdownTable(

@@ -1,11 +1,11 @@
 /**
  * One benchmark server: `tsx server.ts <framework> <store> <bare|idem|busy>`. Serves `POST /orders` (a
  * small JSON order, 201) either bare, behind idem, or bare with {@link BUSY_MICROS} µs of busy work per
- * request (the calibration: what a known, fixed cost does to the ratio on this machine); `GET /__calls`
- * (store round trips so far) and `GET /__cpu` (the process's CPU time so far, µs). Prints `READY <port>`
- * once listening on 127.0.0.1.
+ * request (the calibration: what a known, fixed cost does to the ratio on this machine); and `GET /__stats`:
+ * what the process counted so far (the `POST /orders` requests it received, the store round trips it
+ * made, its CPU time in µs). Prints `READY <port>` once listening on 127.0.0.1.
  */
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { serve } from '@hono/node-server';
 import { isStoreName, openStore, STORE_NAMES } from '@idem/demo/stores';
 import { idempotency as expressIdempotency } from '@idem/express';
@@ -37,12 +37,19 @@ const order = (body: unknown) => {
   if (mode === 'busy') busyWork();
   return { id: `ord_${++orders}`, status: 'created', order: body };
 };
-const calls = () => ({ calls: counted?.calls() ?? 0 });
-// CPU time this process has used so far, in µs: the harness divides the delta over a slice by the
-// requests served, a figure far steadier than req/s on a shared machine.
-const cpu = () => {
+// Requests are counted by the server as they arrive: the load generator leaves out of its own count the
+// requests still in flight when a slice ends, and the harness divides by this count instead.
+let requests = 0;
+const countOrders = (server: Server) => {
+  server.on('request', (request) => {
+    if (request.url === '/orders') requests++;
+  });
+};
+// With the CPU time this process has used so far (µs): the harness divides its delta over a slice by the
+// requests received, a figure far steadier than req/s on a shared machine.
+const stats = () => {
   const { user, system } = process.cpuUsage();
-  return { cpuMicros: user + system };
+  return { requests, storeCalls: counted?.calls() ?? 0, cpuMicros: user + system };
 };
 
 let port: number;
@@ -51,8 +58,8 @@ if (framework === 'fastify' || framework === 'fastify-preparsing') {
   const decideIn = framework === 'fastify-preparsing' ? 'preParsing' : 'preHandler';
   if (options) await app.register(fastifyIdempotency, { ...options, decideIn });
   app.post('/orders', async (request, reply) => reply.code(201).send(order(request.body)));
-  app.get('/__calls', async () => calls());
-  app.get('/__cpu', async () => cpu());
+  app.get('/__stats', async () => stats());
+  countOrders(app.server);
   await app.listen({ port: 0, host: '127.0.0.1' });
   port = (app.server.address() as { port: number }).port;
 } else if (framework === 'express') {
@@ -63,23 +70,21 @@ if (framework === 'fastify' || framework === 'fastify-preparsing') {
   app.post('/orders', (req, res) => {
     res.status(201).json(order(req.body));
   });
-  app.get('/__calls', (_req, res) => {
-    res.json(calls());
-  });
-  app.get('/__cpu', (_req, res) => {
-    res.json(cpu());
+  app.get('/__stats', (_req, res) => {
+    res.json(stats());
   });
   const server = createServer(app);
+  countOrders(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   port = (server.address() as { port: number }).port;
 } else {
   const app = new Hono();
   if (options) app.use('/orders', honoIdempotency(options));
   app.post('/orders', async (c) => c.json(order(await c.req.json()), 201));
-  app.get('/__calls', (c) => c.json(calls()));
-  app.get('/__cpu', (c) => c.json(cpu()));
+  app.get('/__stats', (c) => c.json(stats()));
   port = await new Promise<number>((resolve) => {
-    serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info) => resolve(info.port));
+    const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info) => resolve(info.port));
+    countOrders(server as Server);
   });
 }
 console.log(`READY ${port}`);
