@@ -87,7 +87,10 @@ describe.each(FRAMEWORKS)('%s bench server on the memory store', (framework) => 
     // still in flight when the slice ends (at most one per connection).
     expect(afterFresh.requests).toBeGreaterThanOrEqual(fresh.requests);
     expect(afterFresh.requests).toBeLessThanOrEqual(fresh.requests + 4);
-    expect(afterFresh.storeCalls).toBe(2 * afterFresh.requests);
+    // Two calls per request received, but for those cut off as the slice ended (at most one per
+    // connection), which may have stopped before their claim or their completion.
+    expect(afterFresh.storeCalls).toBeLessThanOrEqual(2 * afterFresh.requests);
+    expect(afterFresh.storeCalls).toBeGreaterThanOrEqual(2 * (afterFresh.requests - 4));
 
     const replays = await runLoad(server.url, 1, 'one', 4);
     const afterReplays = await serverStats(server.url);
@@ -96,7 +99,9 @@ describe.each(FRAMEWORKS)('%s bench server on the memory store', (framework) => 
     const replayRequests = afterReplays.requests - afterFresh.requests;
     expect(replayRequests - 1).toBeGreaterThanOrEqual(replays.requests);
     expect(replayRequests - 1).toBeLessThanOrEqual(replays.requests + 4);
-    expect(afterReplays.storeCalls - afterFresh.storeCalls).toBe(2 + (replayRequests - 1));
+    const replayCalls = afterReplays.storeCalls - afterFresh.storeCalls;
+    expect(replayCalls).toBeLessThanOrEqual(2 + (replayRequests - 1));
+    expect(replayCalls).toBeGreaterThanOrEqual(2 + (replayRequests - 1) - 4);
   }, 30_000);
 });
 
