@@ -7,8 +7,17 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FRAMEWORKS, runLoad, type ServerProcess, serverStats, startServer } from './harness.js';
+import {
+  FRAMEWORKS,
+  runLoad,
+  type ServerProcess,
+  serverStats,
+  startServer,
+  stopLoadGenerator,
+} from './harness.js';
 import { markdownTable } from './results.js';
+
+afterAll(stopLoadGenerator);
 
 describe('markdownTable', () => {
   it('pads every cell to its column, right-aligned columns to the right', () => {
@@ -60,6 +69,51 @@ describe('the load generator', () => {
       expect(new Set(keys).size).toBe(keys.length);
       for (const key of keys) expect(key).toMatch(/^k-\d+-[0-9a-z]+-\d{12}$/);
       expect([...bodies]).toEqual([JSON.stringify({ item: 'book', quantity: 2, note: 'benchmark order' })]);
+
+      // The generator is one process for every slice: the next slice's keys are new ones too.
+      const firstSlice = keys.length;
+      await runLoad(`http://127.0.0.1:${port}`, 1, 'unique', 4);
+      expect(keys.length).toBeGreaterThan(firstSlice + 100);
+      expect(new Set(keys).size).toBe(keys.length);
+
+      // A replay slice sends one key throughout, and a new one in each slice.
+      const replayKeys = [];
+      for (let i = 0; i < 2; i++) {
+        const before = keys.length;
+        await runLoad(`http://127.0.0.1:${port}`, 1, 'one', 4);
+        const sliceKeys = new Set(keys.slice(before));
+        expect(sliceKeys.size).toBe(1);
+        replayKeys.push(...sliceKeys);
+      }
+      expect(new Set(replayKeys).size).toBe(2);
+    } finally {
+      server.close();
+    }
+  }, 30_000);
+
+  it("reports a slice that cannot run as the harness's error, and runs the next slice", async () => {
+    // A port nothing listens on: a replay slice's priming request fails.
+    const closed = createServer();
+    closed.listen(0, '127.0.0.1');
+    await once(closed, 'listening');
+    const { port } = closed.address() as { port: number };
+    await new Promise((resolve) => closed.close(resolve));
+    await expect(runLoad(`http://127.0.0.1:${port}`, 1, 'one', 4)).rejects.toThrow(/^load generator: /);
+
+    const server = createServer((request, response) => {
+      request.resume();
+      request.on('end', () => response.writeHead(201).end('{}'));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const run = await runLoad(
+        `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+        1,
+        'unique',
+        4,
+      );
+      expect(run.requests).toBeGreaterThan(100);
     } finally {
       server.close();
     }
@@ -95,10 +149,11 @@ describe.each(FRAMEWORKS)('%s bench server on the memory store', (framework) => 
     const replays = await runLoad(server.url, 1, 'one', 4);
     const afterReplays = await serverStats(server.url);
     expect(replays.non2xx + replays.errors).toBe(0);
-    // The priming request of the replay slice claims and completes the key (2 calls), then one per replay.
+    // The priming request of the replay slice (in both counts) claims and completes the key (2 calls),
+    // then one call per replay.
     const replayRequests = afterReplays.requests - afterFresh.requests;
-    expect(replayRequests - 1).toBeGreaterThanOrEqual(replays.requests);
-    expect(replayRequests - 1).toBeLessThanOrEqual(replays.requests + 4);
+    expect(replayRequests).toBeGreaterThanOrEqual(replays.requests);
+    expect(replayRequests).toBeLessThanOrEqual(replays.requests + 4);
     const replayCalls = afterReplays.storeCalls - afterFresh.storeCalls;
     expect(replayCalls).toBeLessThanOrEqual(2 + (replayRequests - 1));
     expect(replayCalls).toBeGreaterThanOrEqual(2 + (replayRequests - 1) - 4);

@@ -104,39 +104,87 @@ export interface LoadResult {
 /** The keys of a load slice: a fresh `Idempotency-Key` per request, or one key for all (replays). */
 export type KeyMode = 'unique' | 'one';
 
-/** Run one load slice in a separate, pinned process. */
+/** One load slice, as the harness asks the load generator for it (see load.ts). */
+export interface LoadSlice {
+  /** The route to load, `POST` with a small JSON order. */
+  url: string;
+  seconds: number;
+  keys: KeyMode;
+  connections: number;
+  /** A fixed offered load (requests per second, all connections together) instead of as fast as possible. */
+  rate?: number;
+}
+
+let generator: ChildProcess | undefined;
+let sliceRunning = false;
+
+/**
+ * The load generator process, pinned to the generator core: started by the first slice and kept for
+ * the next ones. It holds the event loop only while a slice runs, and it exits when this process does
+ * (or on {@link stopLoadGenerator}).
+ */
+function loadGenerator(): ChildProcess {
+  if (generator?.connected) return generator;
+  // Node with tsx's loader in-process: the tsx CLI would start a second Node.
+  const [command, args] = pinned([process.execPath, '--import', 'tsx', `${here}load.ts`], PINNING.generator);
+  const child = spawn(command, args, { cwd: benchDir, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  child.unref();
+  child.channel?.unref();
+  generator = child;
+  return child;
+}
+
+/** Run one load slice in the load generator's process; one slice at a time. */
 export async function runLoad(
   url: string,
   seconds: number,
   keys: KeyMode,
   connections: number,
-  /** A fixed offered load (requests per second, all connections together) instead of as fast as possible. */
   rate?: number,
 ): Promise<LoadResult> {
-  const rateArgs = rate === undefined ? [] : [String(rate)];
-  const [command, args] = pinned(
-    // Node with tsx's loader in-process: the tsx CLI would start a second Node per slice.
-    [
-      process.execPath,
-      '--import',
-      'tsx',
-      `${here}load.ts`,
-      `${url}/orders`,
-      String(seconds),
+  if (sliceRunning) throw new Error('runLoad: one load slice at a time (the generator has one core)');
+  sliceRunning = true;
+  const child = loadGenerator();
+  child.channel?.ref();
+  try {
+    const slice: LoadSlice = {
+      url: `${url}/orders`,
+      seconds,
       keys,
-      String(connections),
-      ...rateArgs,
-    ],
-    PINNING.generator,
-  );
-  const child = spawn(command, args, { cwd: benchDir, stdio: ['ignore', 'pipe', 'inherit'] });
-  let output = '';
-  child.stdout!.on('data', (chunk) => {
-    output += chunk;
-  });
-  const [code] = await once(child, 'exit');
-  if (code !== 0) throw new Error(`load generator exited with ${code}`);
-  return JSON.parse(output.trim().split('\n').at(-1)!) as LoadResult;
+      connections,
+      ...(rate !== undefined && { rate }),
+    };
+    const reply = await new Promise<{ result?: LoadResult; error?: string }>((resolve, reject) => {
+      const onMessage = (message: { result?: LoadResult; error?: string }) => {
+        child.off('exit', onExit);
+        resolve(message);
+      };
+      const onExit = (code: number | null) => {
+        child.off('message', onMessage);
+        reject(new Error(`load generator exited with ${code}`));
+      };
+      child.once('message', onMessage);
+      child.once('exit', onExit);
+      child.send(slice);
+    });
+    if (reply.error !== undefined) throw new Error(`load generator: ${reply.error}`);
+    return reply.result!;
+  } finally {
+    child.channel?.unref();
+    sliceRunning = false;
+  }
+}
+
+/** Stop the load generator process, if one runs (the next slice starts another). */
+export async function stopLoadGenerator(): Promise<void> {
+  const child = generator;
+  generator = undefined;
+  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  // Held until it has exited (an unref'd child alone would let this process end first).
+  child.ref();
+  const exited = once(child, 'exit');
+  child.disconnect();
+  await exited;
 }
 
 /**

@@ -11,10 +11,9 @@
  *   pnpm bench --full     every framework (fastify-preparsing too) on every store, more and longer slices
  *   options: --frameworks fastify,hono --stores memory,redis --pairs N --seconds S --connections C --out FILE
  *            (frameworks: fastify, hono, express, and fastify-preparsing: Fastify with decideIn: 'preParsing')
- *            --instances N   server processes of each kind, taken in turn by the pairs (default: 2 with
- *                            --full, 1 in the quick run, which has to stay under 3 minutes)
+ *            --instances N   server processes of each kind, taken in turn by the pairs (default 2)
  *            --profile DIR   run the servers under `node --cpu-prof`, profiles written to DIR at the end
- *                            (one set per server process, so two per kind with --instances 2)
+ *                            (one set per server process: two per kind by default)
  *
  * Besides req/s, each slice measures the server's CPU time per request (process.cpuUsage deltas over the
  * requests received, both read from the server itself): on a shared machine that is much steadier than
@@ -37,6 +36,7 @@ import {
   type ServerProcess,
   serverStats,
   startServer,
+  stopLoadGenerator,
 } from './harness.js';
 import { median } from './median.js';
 import { type Calibration, type Row, renderResults } from './results.js';
@@ -75,10 +75,9 @@ const connections = Number(values.connections);
  * Server processes of each kind (bare, idem) per framework and store; pair k runs on the k-th of each
  * (modulo). Two processes of the very same code differed by 7-15% in CPU per request over twenty 2 s
  * slices on this machine (one of them steadily cheaper), so a ratio taken from one process per side
- * carries that difference whole. The quick run keeps one of each (it has to stay under 3 minutes);
- * `--full` starts two.
+ * carries that difference whole.
  */
-const instances = Number(values.instances ?? (values.full ? 2 : 1));
+const instances = Number(values.instances ?? 2);
 if (!Number.isInteger(instances) || instances < 1) throw new Error('--instances must be a positive integer');
 
 /**
@@ -285,5 +284,6 @@ const markdown = renderResults(rows, calibration, {
   cores: cpus().length,
   durationSeconds: Math.round((Date.now() - started) / 1000),
 });
+await stopLoadGenerator();
 writeFileSync(values.out, markdown);
 console.log(`\nwrote ${values.out} in ${Math.round((Date.now() - started) / 1000)} s`);

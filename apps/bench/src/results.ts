@@ -109,7 +109,7 @@ export function renderResults(
     '',
     `Measured ${new Date().toISOString().slice(0, 10)} with \`pnpm bench${run.mode === 'full' ? ' --full' : ''}\` (${run.durationSeconds} s).`,
     '',
-    `- Machine: ${run.cpu}, ${run.cores} cores; server pinned to core 0, autocannon to core 1 (\`taskset\`).`,
+    `- Machine: ${run.cpu}, ${run.cores} cores; server pinned to core 0, autocannon to core 1 (\`taskset\`), in one load-generator process for the whole run.`,
     `- Node ${process.version}; fastify ${version('fastify')}, hono ${version('hono')}, express ${version('express')}, autocannon ${version('autocannon')}.`,
     "- idem's packages run from their TypeScript source, compiled by tsx (esbuild) as each server starts, as everywhere in the workspace; the published packages are tsdown's build of the same source.",
     `- ${run.pairs} pairs of ${run.seconds} s slices per line, bare and idem alternating, each side first in every other pair (A B B A A B ...), ${run.connections} connections, after a 1 s warm-up of each server; ${run.instances === 1 ? 'one server process of each kind' : `${run.instances} server processes of each kind, taken in turn by the pairs`} (two processes of the same code can differ by 7-15% in CPU per request on a shared machine).`,
