@@ -22,6 +22,7 @@
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { resolve } from 'node:path';
+import { setTimeout } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { STORE_NAMES } from '@idem/demo/stores';
 import { dynamodbEndpoint, postgresUrl, redisUrl } from '@idem/test-services';
@@ -153,6 +154,25 @@ async function requestsAndStoreCalls(servers: ServerProcess[]): Promise<{ reques
   return total;
 }
 
+/**
+ * The same, once the servers are done with the requests still in flight when the load stopped: read
+ * again every 250 ms (up to 10 s) until nothing moves. On a slow store (DynamoDB Local takes hundreds of
+ * ms per call under load) the completions of the last requests would otherwise land in the next
+ * scenario's count (new keys 1.98, replays 1.02).
+ */
+async function settledRequestsAndStoreCalls(
+  servers: ServerProcess[],
+): Promise<{ requests: number; calls: number }> {
+  let counts = await requestsAndStoreCalls(servers);
+  for (let tries = 0; tries < 40; tries++) {
+    await setTimeout(250);
+    const again = await requestsAndStoreCalls(servers);
+    if (again.requests === counts.requests && again.calls === counts.calls) return again;
+    counts = again;
+  }
+  return counts;
+}
+
 /** Over some slices: the load generator's highest use of its core, and the non-2xx answers and errors. */
 function generatorCpuAndFailures(runs: Slice[]): { generatorCpu: number; failures: number } {
   return {
@@ -179,7 +199,7 @@ for (const { framework, store } of combos) {
     await startServers(idem, framework, store, 'idem', profileDir);
     // Store round trips are counted over each whole scenario (warm-up, slices and the equal-load slice):
     // PostgreSQL publishes its counts up to 10 s late, too late to read them around every slice.
-    let idemMark = await requestsAndStoreCalls(idem);
+    let idemMark = await settledRequestsAndStoreCalls(idem);
     let serverMark = await counter?.read();
     for (const scenario of ['new keys', 'replays'] as const) {
       const keys = scenario === 'new keys' ? 'unique' : 'one';
@@ -195,7 +215,7 @@ for (const { framework, store } of combos) {
       const [[equalBare], [equalIdem]] = await alternate(bare, idem, keys, 1, equalRate);
       const ratios = idemRuns.map((run, i) => run.rps / bareRuns[i]!.rps);
       const cpuRatios = bareRuns.map((run, i) => run.cpuMicros / idemRuns[i]!.cpuMicros);
-      const idemCounts = await requestsAndStoreCalls(idem);
+      const idemCounts = await settledRequestsAndStoreCalls(idem);
       const serverCount = await counter?.read();
       const idemRequests = idemCounts.requests - idemMark.requests;
       const roundTrips = (idemCounts.calls - idemMark.calls) / idemRequests;
