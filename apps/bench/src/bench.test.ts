@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +18,13 @@ import {
 import { markdownTable } from './results.js';
 
 afterAll(stopLoadGenerator);
+
+/** Start `server` on a free port of 127.0.0.1 and give back its URL. */
+async function listen(server: Server): Promise<string> {
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+}
 
 describe('markdownTable', () => {
   it('pads every cell to its column, right-aligned columns to the right', () => {
@@ -58,11 +65,9 @@ describe('the load generator', () => {
         response.writeHead(201, { 'content-type': 'application/json' }).end('{}');
       });
     });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
+    const url = await listen(server);
     try {
-      const { port } = server.address() as { port: number };
-      const run = await runLoad(`http://127.0.0.1:${port}`, 1, 'unique', 4);
+      const run = await runLoad(url, 1, 'unique', 4);
       expect(run.requests).toBeGreaterThan(100);
       expect(run.non2xx + run.errors).toBe(0);
       expect(keys.length).toBeGreaterThanOrEqual(run.requests);
@@ -72,7 +77,7 @@ describe('the load generator', () => {
 
       // The generator is one process for every slice: the next slice's keys are new ones too.
       const firstSlice = keys.length;
-      await runLoad(`http://127.0.0.1:${port}`, 1, 'unique', 4);
+      await runLoad(url, 1, 'unique', 4);
       expect(keys.length).toBeGreaterThan(firstSlice + 100);
       expect(new Set(keys).size).toBe(keys.length);
 
@@ -80,7 +85,7 @@ describe('the load generator', () => {
       const replayKeys = [];
       for (let i = 0; i < 2; i++) {
         const before = keys.length;
-        await runLoad(`http://127.0.0.1:${port}`, 1, 'one', 4);
+        await runLoad(url, 1, 'one', 4);
         const sliceKeys = new Set(keys.slice(before));
         expect(sliceKeys.size).toBe(1);
         replayKeys.push(...sliceKeys);
@@ -94,25 +99,17 @@ describe('the load generator', () => {
   it("reports a slice that cannot run as the harness's error, and runs the next slice", async () => {
     // A port nothing listens on: a replay slice's priming request fails.
     const closed = createServer();
-    closed.listen(0, '127.0.0.1');
-    await once(closed, 'listening');
-    const { port } = closed.address() as { port: number };
+    const closedUrl = await listen(closed);
     await new Promise((resolve) => closed.close(resolve));
-    await expect(runLoad(`http://127.0.0.1:${port}`, 1, 'one', 4)).rejects.toThrow(/^load generator: /);
+    await expect(runLoad(closedUrl, 1, 'one', 4)).rejects.toThrow(/^load generator: /);
 
     const server = createServer((request, response) => {
       request.resume();
       request.on('end', () => response.writeHead(201).end('{}'));
     });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
+    const url = await listen(server);
     try {
-      const run = await runLoad(
-        `http://127.0.0.1:${(server.address() as { port: number }).port}`,
-        1,
-        'unique',
-        4,
-      );
+      const run = await runLoad(url, 1, 'unique', 4);
       expect(run.requests).toBeGreaterThan(100);
     } finally {
       server.close();
