@@ -6,6 +6,8 @@
  *   BENCH_CALLS=20000 npx tsx bench/acquire-complete.ts
  *
  * Runs twice, alternating: with prepared statements (the default) and with `preparedStatements: false`.
+ * Then replays of one key from 8 connections at once (calls per second): a claim the record refuses
+ * writes nothing and takes no lock, so these run side by side.
  *
  * Uses IDEM_PG_URL or postgres://postgres@127.0.0.1:5432/test, in a schema of its own that it drops.
  */
@@ -43,11 +45,36 @@ async function time(samples: number[], fn: () => Promise<unknown>): Promise<void
 const url = await postgresUrl();
 const pool = new pg.Pool({ connectionString: url, max: 1 });
 pool.on('error', () => {});
+const connections = 8;
+const sharedPool = new pg.Pool({ connectionString: url, max: connections });
+sharedPool.on('error', () => {});
 const schema = `idem_bench_${Date.now().toString(36)}`;
 const stores = {
   prepared: postgresStore({ pool, schema }),
   unnamed: postgresStore({ pool, schema, preparedStatements: false }),
 };
+const sharedStores = {
+  prepared: postgresStore({ pool: sharedPool, schema }),
+  unnamed: postgresStore({ pool: sharedPool, schema, preparedStatements: false }),
+};
+const claim = () => ({ fingerprint: 'fp', token: crypto.randomUUID(), leaseMs: 15_000, ttlMs: 86_400_000 });
+
+/** Replays of one key from `connections` connections at once, `count` in all: calls per second. */
+async function concurrentReplays(mode: keyof typeof stores, count: number): Promise<number> {
+  const store = sharedStores[mode];
+  const key = `idem:shared:${crypto.randomUUID()}`;
+  const first = claim();
+  await store.acquire(key, first);
+  await store.complete(key, first.token, response, 86_400_000);
+  let started = 0;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (started++ < count) await store.acquire(key, claim());
+    }),
+  );
+  return count / ((performance.now() - start) / 1000);
+}
 try {
   await stores.prepared.migrate();
   const version = (await pool.query('SHOW server_version')).rows[0].server_version;
@@ -57,24 +84,13 @@ try {
     const complete: number[] = [];
     const replay: number[] = [];
     const keys = Array.from({ length: count }, (_, i) => `idem:${label}:${i}:${crypto.randomUUID()}`);
-    const tokens = keys.map(() => crypto.randomUUID());
+    const claims = keys.map(claim);
+    for (const [i, key] of keys.entries()) await time(acquire, () => store.acquire(key, claims[i]!));
     for (const [i, key] of keys.entries()) {
-      await time(acquire, () =>
-        store.acquire(key, { fingerprint: 'fp', token: tokens[i]!, leaseMs: 15_000, ttlMs: 86_400_000 }),
-      );
-    }
-    for (const [i, key] of keys.entries()) {
-      await time(complete, () => store.complete(key, tokens[i]!, response, 86_400_000));
+      await time(complete, () => store.complete(key, claims[i]!.token, response, 86_400_000));
     }
     for (const key of keys) {
-      await time(replay, () =>
-        store.acquire(key, {
-          fingerprint: 'fp',
-          token: crypto.randomUUID(),
-          leaseMs: 15_000,
-          ttlMs: 86_400_000,
-        }),
-      );
+      await time(replay, () => store.acquire(key, claim()));
     }
     if (record) {
       console.log(
@@ -89,7 +105,15 @@ try {
     await run(mode, 'warmup', warmup, false);
     await run(mode, 'measure', calls, true);
   }
+  for (const mode of ['prepared', 'unnamed', 'prepared', 'unnamed'] as const) {
+    await concurrentReplays(mode, warmup);
+    const rate = await concurrentReplays(mode, calls);
+    console.log(
+      `${mode} statements: replays of one key from ${connections} connections at once: ${rate.toFixed(0)} calls/s`,
+    );
+  }
 } finally {
   await pool.query(`DROP SCHEMA IF EXISTS ${quoteIdentifier(schema)} CASCADE`);
   await pool.end();
+  await sharedPool.end();
 }

@@ -122,14 +122,24 @@ describe('statement timeout', () => {
     const claim = makeClaim();
     await store.acquire(key, claim);
 
-    await whileRowLocked(store.table, key, async () => {
+    await db.whileRowLocked(store.table, key, async () => {
       const error = await failureOf(store.complete(key, claim.token, response, 60_000));
       expect((error as { code?: string }).code).toBe('57014'); // query_canceled
-      const fromEngine = await failureOf(runOnce(patientEngine(store), key));
+    });
+    expect(await store.complete(key, claim.token, response, 60_000)).toBe(true);
+
+    // A released record: the engine's claim takes it over, so it writes and waits for the row lock
+    // (a claim the record refuses reads the row without waiting).
+    const released = uniqueKey('locked-released');
+    const first = makeClaim('fp');
+    await store.acquire(released, first);
+    expect(await store.release(released, first.token, 60_000)).toBe(true);
+    await db.whileRowLocked(store.table, released, async () => {
+      const fromEngine = await failureOf(runOnce(patientEngine(store), released));
       expect(isIdempotencyError(fromEngine, 'store_unavailable')).toBe(true);
       expect(((fromEngine as Error).cause as { code?: string }).code).toBe('57014');
     });
-    expect(await store.complete(key, claim.token, response, 60_000)).toBe(true);
+    await expect(runOnce(patientEngine(store), released)).resolves.toMatchObject({ value: 'ran' });
   });
 
   it('a client-side queryTimeoutMs bounds the wait without server settings', async () => {
@@ -138,22 +148,9 @@ describe('statement timeout', () => {
     const key = uniqueKey('locked-client');
     const claim = makeClaim();
     await store.acquire(key, claim);
-    await whileRowLocked(store.table, key, async () => {
+    await db.whileRowLocked(store.table, key, async () => {
       await expect(store.extend(key, claim.token, 60_000)).rejects.toThrow(/timeout/i);
     });
     expect(await store.extend(key, claim.token, 60_000)).toBe(true);
   });
 });
-
-/** Run `check` while another connection holds the record's row lock (a transaction left open). */
-async function whileRowLocked(table: string, key: string, check: () => Promise<void>): Promise<void> {
-  const locker = await db.admin.connect();
-  try {
-    await locker.query('BEGIN');
-    await locker.query(`SELECT 1 FROM ${table} WHERE key = $1 FOR UPDATE`, [key]);
-    await check();
-  } finally {
-    await locker.query('ROLLBACK');
-    locker.release();
-  }
-}

@@ -108,6 +108,11 @@ export interface PostgresStore extends Store {
 }
 
 const DEFAULT_QUERY_TIMEOUT_MS = 5_000;
+/**
+ * How many times `acquire` sends its statement when a concurrent claim keeps changing the record
+ * between the statement's snapshot and its write (each time, another claim committed meanwhile).
+ */
+const ACQUIRE_ATTEMPTS = 5;
 
 /** pg honours `query_timeout` per query; @types/pg does not declare it on `QueryConfig`. */
 type TimedQueryConfig = QueryConfig & { query_timeout?: number };
@@ -161,18 +166,17 @@ class PgStore implements PostgresStore {
   }
 
   async acquire(key: string, claim: Claim): Promise<AcquireResult> {
-    const { rows } = await this.run<RecordRow & { acquired: boolean }>(this.pool, 'acquire', [
-      key,
-      claim.fingerprint,
-      claim.token,
-      claim.leaseMs,
-      claim.ttlMs,
-    ]);
-    const row = rows[0];
-    // INSERT ... ON CONFLICT DO UPDATE always yields the row; no row means something is badly off.
-    if (!row) throw new Error(`[postgres] acquire of ${key} returned no row`);
-    if (row.acquired) return { acquired: true };
-    return { acquired: false, record: decodeRecord(row, key) };
+    const params = [key, claim.fingerprint, claim.token, claim.leaseMs, claim.ttlMs];
+    for (let attempt = 1; attempt <= ACQUIRE_ATTEMPTS; attempt++) {
+      const { rows } = await this.run<RecordRow & { acquired: boolean }>(this.pool, 'acquire', params);
+      const row = rows[0];
+      if (row) return row.acquired ? { acquired: true } : { acquired: false, record: decodeRecord(row, key) };
+      // No row: a concurrent claim committed a record that refuses this one after this statement's
+      // snapshot was taken; the next statement's snapshot has it.
+    }
+    throw new Error(
+      `[postgres] acquire of ${key} met a record changed by another claim ${ACQUIRE_ATTEMPTS} times`,
+    );
   }
 
   complete(key: string, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {

@@ -92,6 +92,49 @@ describe('round trips per request through the engine', () => {
   });
 });
 
+describe('a claim that meets a concurrent claim of its key', () => {
+  it('costs 2 when the other commits after its snapshot: the second statement reads that record', async () => {
+    const key = uniqueKey('race');
+    // The other claim's row, inserted and not yet committed: the store's statement takes its snapshot
+    // without it, then waits for it on the primary key.
+    const other = await db.admin.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query(
+        `INSERT INTO ${store.table} (key, state, fingerprint, token, lease_expires_at, expires_at)
+         VALUES ($1, 'in_flight', 'fp-a', 'other-token', clock_timestamp() + interval '1 hour',
+                 clock_timestamp() + interval '1 hour')`,
+        [key],
+      );
+      forwarder.resetCount();
+      const claimed = store.acquire(key, makeClaim('fp-a'));
+      await waitForLockWait(store.table);
+      await other.query('COMMIT');
+      await expect(claimed).resolves.toMatchObject({
+        acquired: false,
+        record: { state: 'in_flight', token: 'other-token' },
+      });
+      expect(forwarder.roundTrips).toBe(2);
+    } finally {
+      await other.query('ROLLBACK').catch(() => {});
+      other.release();
+    }
+  });
+});
+
+/** Until a statement on `table` waits for a lock (another transaction's row). */
+async function waitForLockWait(table: string): Promise<void> {
+  for (let tries = 0; tries < 200; tries++) {
+    const { rows } = await db.admin.query(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND position($1 IN query) > 0`,
+      [table],
+    );
+    if (rows[0].n > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`no statement on ${table} came to wait for a lock`);
+}
+
 describe('round trips per store operation', () => {
   it('each operation is one statement and one round trip', async () => {
     const key = uniqueKey('ops');

@@ -10,7 +10,10 @@ import type { TableNames } from './schema.js';
  * business transaction.
  */
 export interface Statements {
-  /** $1 key, $2 fingerprint, $3 token, $4 lease ms, $5 ttl ms -> one row: `acquired` + record. */
+  /**
+   * $1 key, $2 fingerprint, $3 token, $4 lease ms, $5 ttl ms -> one row, `acquired` + record, or none
+   * when a concurrent claim changed the record meanwhile (send it again).
+   */
   readonly acquire: string;
   /** $1 key, $2 token, $3 ttl ms, $4 status, $5 headers json, $6 body, $7 omitted -> rowCount. */
   readonly complete: string;
@@ -29,11 +32,14 @@ export interface Statements {
 const ms = (param: string) => `${param}::float8 * interval '1 millisecond'`;
 const epochMs = (column: string) => `floor(extract(epoch FROM ${column}) * 1000)::float8`;
 
-/** The record as every reading statement returns it; `decodeRecord` reads these columns. */
-const RECORD_COLUMNS = `state, fingerprint, token, ${epochMs('lease_expires_at')} AS lease_expires_at, \
-${epochMs('expires_at')} AS expires_at, status, headers, body, omitted`;
+/** The record's columns, as `decodeRecord` reads them. */
+const RECORD_NAMES =
+  'state, fingerprint, token, lease_expires_at, expires_at, status, headers, body, omitted';
 
-/** Columns the claim writes; on a refused claim each keeps its current value. */
+/** The record as every reading statement returns it: {@link RECORD_NAMES}, times in epoch ms. */
+const RECORD_COLUMNS = RECORD_NAMES.replace(/\w+_at\b/g, (time) => `${epochMs(time)} AS ${time}`);
+
+/** Columns a claim writes. */
 const CLAIM_COLUMNS = [
   'state',
   'fingerprint',
@@ -50,26 +56,34 @@ const CLAIM_COLUMNS = [
 export function statements(names: TableNames): Statements {
   const t = names.qualified;
   // The rules of core's `transition` for a claim: the record has expired, or it has the same
-  // fingerprint and is failed or in flight with an expired lease. "Now" is the instant of the claim,
-  // recovered from the row it proposes (lease end minus lease length): a fixed value, so every column
-  // below takes the same branch. (A CTE holding clock_timestamp() would do too, at twice the planning
-  // time, which unnamed statements pay on every call.)
-  const now = `(excluded.lease_expires_at - ${ms('$4')})`;
-  const takeover = `(r.expires_at <= ${now} OR (r.fingerprint = excluded.fingerprint AND (r.state = 'failed' \
-OR (r.state = 'in_flight' AND r.lease_expires_at <= ${now}))))`;
-  // A refused claim still goes through DO UPDATE, writing the row back unchanged: that is what makes
-  // RETURNING hand back the blocking record, as it is now. A DO UPDATE ... WHERE <takeover> returns
-  // nothing when refused, and a second SELECT in the same statement reads the statement's snapshot,
-  // which misses a row inserted by a concurrent claim that committed meanwhile.
-  const assignments = CLAIM_COLUMNS.map(
-    (column) => `${column} = CASE WHEN ${takeover} THEN excluded.${column} ELSE r.${column} END`,
-  ).join(',\n  ');
+  // fingerprint and is failed or in flight with an expired lease.
+  const takeoverAt = (row: string, fingerprint: string, now: string) =>
+    `(${row}.expires_at <= ${now} OR (${row}.fingerprint = ${fingerprint} AND (${row}.state = 'failed' \
+OR (${row}.state = 'in_flight' AND ${row}.lease_expires_at <= ${now}))))`;
+  const assignments = CLAIM_COLUMNS.map((column) => `${column} = excluded.${column}`).join(', ');
   return {
-    acquire: `INSERT INTO ${t} AS r (key, state, fingerprint, token, lease_expires_at, expires_at)
-VALUES ($1::text, 'in_flight', $2::text, $3::text, clock_timestamp() + ${ms('$4')}, clock_timestamp() + ${ms('$5')})
-ON CONFLICT (key) DO UPDATE SET
-  ${assignments}
-RETURNING r.token = $3::text AS acquired, ${RECORD_COLUMNS}`,
+    // First the row as the statement's snapshot has it: when that refuses the claim (a replay, a
+    // conflict, a mismatch), it is the answer, and the statement writes nothing: no row lock, no WAL,
+    // no commit to flush, so retries of one key run side by side instead of one after another.
+    // Otherwise (no row, or one the claim may take over) the INSERT decides on the row as it is now,
+    // where "now" is the instant of the claim, recovered from the row it proposes (lease end minus
+    // lease length). No row comes back when that row refuses the claim although the snapshot's did not
+    // (a concurrent claim committed it meanwhile): the store then sends the statement again, whose
+    // snapshot has that row.
+    acquire: `WITH seen AS (
+  SELECT ${RECORD_COLUMNS}, NOT ${takeoverAt('r', '$2::text', 'clock_timestamp()')} AS blocks
+  FROM ${t} AS r WHERE r.key = $1::text
+), claimed AS (
+  INSERT INTO ${t} AS r (key, state, fingerprint, token, lease_expires_at, expires_at)
+  SELECT $1::text, 'in_flight', $2::text, $3::text, clock_timestamp() + ${ms('$4')}, clock_timestamp() + ${ms('$5')}
+  WHERE NOT EXISTS (SELECT FROM seen WHERE blocks)
+  ON CONFLICT (key) DO UPDATE SET ${assignments}
+  WHERE ${takeoverAt('r', 'excluded.fingerprint', `(excluded.lease_expires_at - ${ms('$4')})`)}
+  RETURNING ${RECORD_COLUMNS}
+)
+SELECT true AS acquired, * FROM claimed
+UNION ALL
+SELECT false, ${RECORD_NAMES} FROM seen WHERE blocks`,
 
     complete: `UPDATE ${t} SET state = 'completed', expires_at = clock_timestamp() + ${ms('$3')},
   status = $4::integer, headers = $5::jsonb, body = $6::bytea, omitted = $7::text

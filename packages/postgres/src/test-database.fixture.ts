@@ -12,6 +12,8 @@ export interface TestDatabase {
   readonly admin: pg.Pool;
   /** A new pool (ended by `close()`), with an `error` listener as pg asks. */
   pool(config?: pg.PoolConfig): pg.Pool;
+  /** Run `check` while another connection holds the row lock of `key` in `table` (a transaction left open). */
+  whileRowLocked(table: string, key: string, check: () => Promise<void>): Promise<void>;
   /** End every pool, then drop the schema. */
   close(): Promise<void>;
 }
@@ -38,6 +40,17 @@ export async function openTestDatabase(label: string): Promise<TestDatabase> {
     schema,
     admin,
     pool,
+    whileRowLocked: async (table, key, check) => {
+      const locker = await admin.connect();
+      try {
+        await locker.query('BEGIN');
+        await locker.query(`SELECT 1 FROM ${table} WHERE key = $1 FOR UPDATE`, [key]);
+        await check();
+      } finally {
+        await locker.query('ROLLBACK');
+        locker.release();
+      }
+    },
     close: async () => {
       for (const created of pools.splice(1)) await created.end().catch(() => {});
       await admin.query(`DROP SCHEMA IF EXISTS ${quoteIdentifier(schema)} CASCADE`);
