@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type EngineOptions, IdempotencyEngine, type Operation, type Settle } from './engine.js';
 import { IdempotencyError } from './errors.js';
 import type { IdempotencyEvent } from './events.js';
-import type { Store, StoredResponse } from './store.js';
+import type { Claim, Store, StoredResponse } from './store.js';
 
 const encode = (text: string) => new TextEncoder().encode(text);
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -37,6 +37,9 @@ function setup(options: Partial<EngineOptions> = {}) {
   const types = () => events.map((event) => event.type);
   return { engine, store, events, types };
 }
+
+/** A plain engine on `store`, for a second holder. */
+const engine0 = (store: Store) => new IdempotencyEngine({ store });
 
 /** A store that delegates to `inner` except for the methods given. */
 function wrap(inner: Store, overrides: Partial<Store>): Store {
@@ -474,6 +477,67 @@ describe('IdempotencyEngine', () => {
       ]);
     });
 
+    it('gives back a claim that lands after the timeout answered, so that a retry runs at once', async () => {
+      const inner = memoryStore({ cleanupIntervalMs: 0 });
+      const late = deferred();
+      const acquire = vi.fn(async (key: string, claim: Claim) => {
+        if (acquire.mock.calls.length === 1) await late.promise;
+        return inner.acquire(key, claim);
+      });
+      const { engine, types } = setup({ store: wrap(inner, { acquire }), storeTimeoutMs: 50 });
+      const req = request();
+      const work = vi.fn(async () => 'ran');
+      expect((await rejection(engine.run(req, work, settle))).code).toBe('store_unavailable');
+      late.resolve();
+      await vi.waitFor(async () => expect((await inner.get(req.storageKey))?.state).toBe('failed'), {
+        timeout: 2_000,
+        interval: 10,
+      });
+      // Without the release the late claim's lease (15 s) would answer in_flight here.
+      expect(await engine.run(req, work, settle)).toMatchObject({ replayed: false, value: 'ran' });
+      expect(work).toHaveBeenCalledTimes(1);
+      expect(types()).toEqual(['store_error', 'execute']);
+    });
+
+    it('gives back a late claim under fail-open too (the work ran without it)', async () => {
+      const inner = memoryStore({ cleanupIntervalMs: 0 });
+      const late = deferred();
+      const acquire = vi.fn(async (key: string, claim: Claim) => {
+        await late.promise;
+        return inner.acquire(key, claim);
+      });
+      const { engine } = setup({ store: wrap(inner, { acquire }), storeTimeoutMs: 50, failOpen: true });
+      const req = request();
+      expect(await engine.run(req, async () => 'ran anyway', settle)).toMatchObject({ value: 'ran anyway' });
+      late.resolve();
+      await vi.waitFor(async () => expect((await inner.get(req.storageKey))?.state).toBe('failed'), {
+        timeout: 2_000,
+        interval: 10,
+      });
+    });
+
+    it('leaves a late refusal alone: only its own claim is given back', async () => {
+      const inner = memoryStore({ cleanupIntervalMs: 0 });
+      const req = request();
+      const holder = deferred();
+      const running = engine0(inner).run(req, () => holder.promise.then(() => 'first'), settle);
+      const late = deferred();
+      const release = vi.fn((key: string, token: string, ttl: number) => inner.release(key, token, ttl));
+      const acquire = vi.fn(async (key: string, claim: Claim) => {
+        await late.promise;
+        return inner.acquire(key, claim);
+      });
+      const { engine } = setup({ store: wrap(inner, { acquire, release }), storeTimeoutMs: 50 });
+      expect((await rejection(engine.run(req, async () => 'never', settle))).code).toBe('store_unavailable');
+      late.resolve();
+      await acquire.mock.results[0]!.value;
+      await sleep(20);
+      expect(release).not.toHaveBeenCalled();
+      expect((await inner.get(req.storageKey))?.state).toBe('in_flight');
+      holder.resolve();
+      await running;
+    });
+
     it('fails open on a hanging store too, after the timeout', async () => {
       const { engine } = setup({ store: hangingStore(), failOpen: true, storeTimeoutMs: 50 });
       expect(await engine.run(request(), async () => 'ran', settle)).toMatchObject({ value: 'ran' });
@@ -555,6 +619,31 @@ describe('IdempotencyEngine', () => {
       expect((await engine.run(req, async () => 'again', settle)).replayed).toBe(true);
       expect(onEvent).toHaveBeenCalledTimes(2);
     });
+
+    it('swallows the rejection of an async onEvent (unhandled, it would end a Node process)', async () => {
+      const unhandled: unknown[] = [];
+      const onUnhandled = (reason: unknown) => unhandled.push(reason);
+      process.on('unhandledRejection', onUnhandled);
+      try {
+        // Not a vi.fn: a spy handles the promises its function returns, to record how they settled.
+        let calls = 0;
+        const onEvent = async () => {
+          calls++;
+          throw new Error('metrics backend down');
+        };
+        const { engine } = setup({ onEvent });
+        const req = request();
+        expect(await engine.run(req, async () => 'ok', settle)).toMatchObject({ value: 'ok' });
+        expect((await engine.run(req, async () => 'again', settle)).replayed).toBe(true);
+        // Node reports unhandled rejections after the microtask queue drains: give it a macrotask.
+        await new Promise((resolve) => setImmediate(resolve));
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(calls).toBe(2);
+        expect(unhandled).toEqual([]);
+      } finally {
+        process.off('unhandledRejection', onUnhandled);
+      }
+    });
   });
 
   describe('markCompleted', () => {
@@ -611,6 +700,21 @@ describe('IdempotencyEngine', () => {
         expect(() => new IdempotencyEngine({ store, ttlMs: bad })).toThrow(TypeError);
         expect(() => new IdempotencyEngine({ store, storeTimeoutMs: bad })).toThrow(TypeError);
       }
+    });
+
+    it('refuses wait options that would poll without pause or never give up', () => {
+      const store = memoryStore();
+      for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+        expect(() => new IdempotencyEngine({ store, wait: { timeoutMs: 1_000, pollMs: bad } })).toThrow(
+          /wait.pollMs must be a positive number/,
+        );
+      }
+      for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
+        expect(() => new IdempotencyEngine({ store, wait: { timeoutMs: bad } })).toThrow(
+          /wait.timeoutMs must be a number of at least 0/,
+        );
+      }
+      expect(() => new IdempotencyEngine({ store, wait: { timeoutMs: 0 } })).not.toThrow();
     });
 
     it('passes ttl and lease to the store', async () => {

@@ -96,7 +96,10 @@ export class IdempotencyEngine {
     this.heartbeat = options.heartbeat ?? true;
     this.storeTimeoutMs = positive('storeTimeoutMs', options.storeTimeoutMs ?? DEFAULTS.storeTimeoutMs);
     this.wait = options.wait
-      ? { timeoutMs: options.wait.timeoutMs, pollMs: options.wait.pollMs ?? 50 }
+      ? {
+          timeoutMs: nonNegative('wait.timeoutMs', options.wait.timeoutMs),
+          pollMs: positive('wait.pollMs', options.wait.pollMs ?? 50),
+        }
       : null;
     this.failOpen = options.failOpen ?? false;
     this.completeRetries = options.completeRetries ?? DEFAULTS.completeRetries;
@@ -133,7 +136,16 @@ export class IdempotencyEngine {
       };
       let acquired: Awaited<ReturnType<Store['acquire']>>;
       try {
-        acquired = await this.call('acquire', key, () => this.store.acquire(key, claim));
+        acquired = await this.call(
+          'acquire',
+          key,
+          () => this.store.acquire(key, claim),
+          // The claim landed after the caller was answered (store_unavailable, or fail-open ran the work
+          // without it): nobody will complete it, and retries would meet its lease until it runs out.
+          (late) => {
+            if (late.acquired) void this.release(key, claim.token, true);
+          },
+        );
       } catch (error) {
         if (isIdempotencyError(error, 'record_corrupt')) throw error;
         if (!this.failOpen) {
@@ -202,12 +214,12 @@ export class IdempotencyEngine {
       heartbeat?.stop();
       // Also when the work completed the record itself: its transaction may have rolled back since. The
       // release is fenced (in_flight + our token), so a completion that committed stays.
-      await this.release(operation, operation.completedByWork);
+      await this.release(key, claim.token, operation.completedByWork);
       throw error;
     }
     if (operation.completedByWork || response === null) {
       heartbeat?.stop();
-      if (!operation.completedByWork) await this.release(operation);
+      if (!operation.completedByWork) await this.release(key, claim.token);
     } else {
       // The lease stays renewed until the result is stored: a store that is slow or briefly down at
       // this moment must not let a retry take over and run the work a second time.
@@ -238,11 +250,11 @@ export class IdempotencyEngine {
     }
   }
 
-  private async release(operation: RunningOperation, completedByWork = false): Promise<void> {
-    const { storageKey: key, token } = operation;
+  /** Release our claim; `refusalExpected` when a refusal does not mean the lease was lost. */
+  private async release(key: string, token: string, refusalExpected = false): Promise<void> {
     try {
       const released = await this.call('release', key, () => this.store.release(key, token, this.ttlMs));
-      if (!released && !completedByWork) this.emit({ type: 'lease_lost', key, operation: 'release' });
+      if (!released && !refusalExpected) this.emit({ type: 'lease_lost', key, operation: 'release' });
     } catch (error) {
       // The lease will run out and a retry with the same payload takes over: nothing is lost.
       this.emit({ type: 'store_error', key, operation: 'release', error });
@@ -285,8 +297,16 @@ export class IdempotencyEngine {
     });
   }
 
-  /** A store call bounded by the store timeout; backend failures become `store_unavailable`. */
-  private call<R>(operation: string, key: string, fn: () => Promise<R>): Promise<R> {
+  /**
+   * A store call bounded by the store timeout; backend failures become `store_unavailable`. `late` gets
+   * the store's answer when it arrives after the timeout already failed the call.
+   */
+  private call<R>(
+    operation: string,
+    key: string,
+    fn: () => Promise<R>,
+    late?: (value: R) => void,
+  ): Promise<R> {
     const call = new StoreCall<R>(this.store.name, operation, key, this.storeTimeoutMs);
     const result = new Promise<R>((resolve, reject) => {
       call.resolve = resolve;
@@ -303,7 +323,7 @@ export class IdempotencyEngine {
     pending.then(
       (value) => {
         this.storeDeadlines.remove(call);
-        call.succeed(value);
+        if (!call.succeed(value)) late?.(value);
       },
       (error: unknown) => {
         this.storeDeadlines.remove(call);
@@ -316,7 +336,9 @@ export class IdempotencyEngine {
   private emit(event: Omit<IdempotencyEvent, 'store'>): void {
     if (!this.onEvent) return;
     try {
-      this.onEvent({ ...event, store: this.store.name });
+      const returned: unknown = this.onEvent({ ...event, store: this.store.name });
+      // An async listener's rejection is swallowed too: unhandled, it would end a Node process.
+      if (isThenable(returned)) returned.then(undefined, noop);
     } catch {
       // an observer must not break the request
     }
@@ -428,10 +450,12 @@ class StoreCall<R> extends Deadline {
     super();
   }
 
-  succeed(value: R): void {
-    if (this.settled) return;
+  /** Deliver the store's answer; `false` when the call had already failed (timed out). */
+  succeed(value: R): boolean {
+    if (this.settled) return false;
     this.settled = true;
     this.resolve(value);
+    return true;
   }
 
   fail(error: unknown): void {
@@ -539,6 +563,12 @@ function inFlight(key: string, store: string, record: IdempotencyRecord): Idempo
 function positive(name: string, value: number): number {
   if (!(value > 0) || !Number.isFinite(value))
     throw new TypeError(`[idem] ${name} must be a positive number`);
+  return value;
+}
+
+function nonNegative(name: string, value: number): number {
+  if (!(value >= 0) || !Number.isFinite(value))
+    throw new TypeError(`[idem] ${name} must be a number of at least 0`);
   return value;
 }
 

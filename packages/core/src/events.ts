@@ -25,5 +25,8 @@ export interface IdempotencyEvent {
   failOpen?: boolean;
 }
 
-/** Receives engine events. Exceptions thrown by it are swallowed: observing must not break requests. */
+/**
+ * Receives engine events. It may be async; it is not awaited. What it throws, and the rejection of a
+ * promise it returns, are swallowed: observing must not break requests.
+ */
 export type EventListener = (event: IdempotencyEvent) => void;

@@ -76,3 +76,13 @@ export function storageKeyNow(key: string, scope: string, prefix: string): strin
   const digest = sha256HexNow([`${scope.length}:${scope}\n${key}`]);
   return typeof digest === 'string' ? prefix + digest : digest.then((hex) => prefix + hex);
 }
+
+/**
+ * The storage key of an `idempotent()` job: like {@link storageKey}, in a namespace of its own. Its
+ * hashed input starts with `job`, an HTTP request's with the scope's length (a digit), so that no
+ * request can claim a job's record when both share a store and a prefix (a client sending the job's
+ * key without credentials would otherwise have it refused with `key_mismatch`).
+ */
+export async function jobStorageKey(key: string, scope: string, prefix: string): Promise<string> {
+  return prefix + (await sha256Hex(`job\n${scope.length}:${scope}\n${key}`));
+}

@@ -3,7 +3,7 @@
 import { memoryStore } from '@idem/memory';
 import { describe, expect, it, vi } from 'vitest';
 import { IdempotencyError } from './errors.js';
-import { storageKey } from './hash.js';
+import { DEFAULT_KEY_PREFIX, jobStorageKey, storageKey } from './hash.js';
 import { idempotent, jsonSerializer, type ResultSerializer } from './idempotent.js';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -147,7 +147,7 @@ describe('idempotent', () => {
     expect(fn).toHaveBeenCalledTimes(2);
   });
 
-  it('keys the store by prefix + hash(scope, key), never by the raw key', async () => {
+  it('keys the store by prefix + hash(job, scope, key), never by the raw key', async () => {
     const store = memoryStore();
     const job = idempotent(async (_id: string) => 'x', {
       store,
@@ -158,8 +158,10 @@ describe('idempotent', () => {
     const id = uniqueId();
     await job(id);
     expect(await store.get(id)).toBeNull();
-    expect(await store.get(await storageKey(id, 'tenant-1', 'jobs:'))).toMatchObject({ state: 'completed' });
-    expect(await store.get(await storageKey(id, '', 'jobs:'))).toBeNull();
+    expect(await store.get(await jobStorageKey(id, 'tenant-1', 'jobs:'))).toMatchObject({
+      state: 'completed',
+    });
+    expect(await store.get(await jobStorageKey(id, '', 'jobs:'))).toBeNull();
   });
 
   it('stores results through a custom serializer', async () => {
@@ -192,13 +194,39 @@ describe('idempotent', () => {
     expect(fn).toHaveBeenCalledTimes(2);
   });
 
-  it('reports a result it cannot serialise as result_invalid, and lets a repeat run again', async () => {
+  it('reports a result it cannot serialise as result_invalid, and never runs the function again', async () => {
     const fn = vi.fn(async (_id: string) => ({ big: 1n }));
-    const job = idempotent(fn, { store: memoryStore(), key: (id) => id });
+    const store = memoryStore();
+    const job = idempotent(fn, { store, key: (id) => id });
     const id = uniqueId();
-    await expect(job(id)).rejects.toMatchObject({ code: 'result_invalid' });
-    await expect(job(id)).rejects.toMatchObject({ code: 'result_invalid' });
-    expect(fn).toHaveBeenCalledTimes(2);
+    await expect(job(id)).rejects.toMatchObject({
+      code: 'result_invalid',
+      message: expect.stringMatching(/could not be serialised.*does not run the function again/),
+      cause: expect.any(TypeError),
+    });
+    await expect(job(id)).rejects.toMatchObject({
+      code: 'result_invalid',
+      message: expect.stringMatching(/ran before.*does not run again/),
+    });
+    expect(fn).toHaveBeenCalledTimes(1);
+    expect(await store.get(await jobStorageKey(id, '', DEFAULT_KEY_PREFIX))).toMatchObject({
+      state: 'completed',
+    });
+  });
+
+  it("keeps jobs and HTTP requests apart in a shared store: a request cannot claim a job's key", async () => {
+    const store = memoryStore();
+    const id = uniqueId();
+    // What an HTTP request without credentials (scope '') and with Idempotency-Key `id` claims.
+    const http = await storageKey(id, '', DEFAULT_KEY_PREFIX);
+    expect(
+      await store.acquire(http, { fingerprint: 'http', token: 't', leaseMs: 10_000, ttlMs: 60_000 }),
+    ).toEqual({
+      acquired: true,
+    });
+    const fn = vi.fn(async (_id: string) => 'charged');
+    expect(await idempotent(fn, { store, key: (key) => key })(id)).toBe('charged');
+    expect(fn).toHaveBeenCalledTimes(1);
   });
 
   it('reports a stored result it cannot read back as result_invalid', async () => {

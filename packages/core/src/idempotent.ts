@@ -1,7 +1,7 @@
 import { canonicalJson } from './canonical-json.js';
 import { type EngineOptions, IdempotencyEngine } from './engine.js';
 import { IdempotencyError } from './errors.js';
-import { DEFAULT_KEY_PREFIX, sha256Hex, storageKey } from './hash.js';
+import { DEFAULT_KEY_PREFIX, jobStorageKey, sha256Hex } from './hash.js';
 import type { StoredResponse } from './store.js';
 
 /** Turns a work's result into bytes to store and back. */
@@ -41,10 +41,13 @@ export const jsonSerializer: ResultSerializer<unknown> = {
  * most once per key: the first call runs it, every repeat gets the stored result back, concurrent
  * repeats never run it twice, and a repeat with different arguments is refused (`key_mismatch`).
  *
- * A call that throws is not stored: the key is released and a repeat runs the function again.
+ * A call that throws is not stored: the key is released and a repeat runs the function again. A result
+ * the serializer refuses (a `BigInt` in JSON) fails that call and its repeats with `result_invalid`, but
+ * the function, having run, does not run again for the key.
  *
  * @throws IdempotencyError `in_flight` when another call with the key is running (unless `wait` is set),
- *   `key_mismatch`, `store_unavailable`, `result_invalid`.
+ *   `key_mismatch`, `store_unavailable`, `result_invalid` (the result could not be serialised, or the
+ *   stored one deserialised).
  */
 export function idempotent<A extends unknown[], R>(
   fn: (...args: A) => Promise<R>,
@@ -70,15 +73,37 @@ export function idempotent<A extends unknown[], R>(
     }
     const canonical = canonicalJson(text ?? 'null');
     const [storage, print] = await Promise.all([
-      storageKey(key, options.scope?.(...args) ?? '', prefix),
+      jobStorageKey(key, options.scope?.(...args) ?? '', prefix),
       sha256Hex(`job\n${canonical ?? String(subject)}`),
     ]);
+    let unserialisable: IdempotencyError | undefined;
     const result = await engine.run(
       { storageKey: storage, fingerprint: print },
       () => fn(...args),
-      (value): StoredResponse => ({ status: 200, headers: [], body: serialize(serializer, value) }),
+      (value): StoredResponse => {
+        try {
+          return { status: RESULT_KEPT, headers: [], body: serializer.serialize(value) };
+        } catch (cause) {
+          // The function ran: releasing the key would let a repeat run it again (charge the card twice).
+          unserialisable = new IdempotencyError(
+            'result_invalid',
+            'the result could not be serialised; it is not kept, and a repeat does not run the function again',
+            { cause },
+          );
+          return RESULT_NOT_KEPT;
+        }
+      },
     );
-    if (!result.replayed) return result.value;
+    if (!result.replayed) {
+      if (unserialisable) throw unserialisable;
+      return result.value;
+    }
+    if (result.response.status === RESULT_NOT_KEPT.status) {
+      throw new IdempotencyError(
+        'result_invalid',
+        'this call ran before, but its result could not be serialised, so there is none to return; it does not run again',
+      );
+    }
     try {
       return serializer.deserialize(result.response.body);
     } catch (cause) {
@@ -87,10 +112,7 @@ export function idempotent<A extends unknown[], R>(
   };
 }
 
-function serialize<R>(serializer: ResultSerializer<R>, value: R): Uint8Array {
-  try {
-    return serializer.serialize(value);
-  } catch (cause) {
-    throw new IdempotencyError('result_invalid', 'the result could not be serialised', { cause });
-  }
-}
+// A job's record holds its serialised result under status 200; status 204 marks a call that ran but
+// whose result could not be serialised (it completes the record all the same, so it never runs twice).
+const RESULT_KEPT = 200;
+const RESULT_NOT_KEPT: StoredResponse = { status: 204, headers: [], body: new Uint8Array(0) };

@@ -6,6 +6,7 @@ import {
   type IdempotencyContext,
   type IncomingBody,
   isJsonContentType,
+  isNullBodyStatus,
   readIncomingBody,
   webHttpRequest,
 } from '@idem/core';
@@ -84,14 +85,13 @@ export function idempotency(options: IdempotencyOptions): MiddlewareHandler<Idem
         // Content-Length. No intermediate Response: reading one's body makes @hono/node-server build
         // a full Web Response, stream included.
         const { status, headers, body } = result.response;
-        const nullBody = status === 204 || status === 304 || status < 200;
         const record: Record<string, string | string[]> = {};
         for (const [name, value] of headers) {
           const previous = record[name];
           record[name] = previous === undefined ? value : [previous, value].flat();
         }
         return c.newResponse(
-          nullBody ? null : (body as Uint8Array<ArrayBuffer>),
+          isNullBodyStatus(status) ? null : (body as Uint8Array<ArrayBuffer>),
           status as StatusCode,
           record,
         );

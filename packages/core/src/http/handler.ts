@@ -40,7 +40,10 @@ export interface HttpIdempotencyOptions extends EngineOptions {
    * completes without a body and a retry gets `410 response_not_stored`. Default 1 MiB.
    */
   maxResponseBytes?: number;
-  /** Which statuses are stored. Default 200-499; others (5xx) release the key so that a retry runs again. */
+  /**
+   * Which statuses are stored. Default 200-499 but 408 and 429; the others (5xx, and those two, which
+   * ask the client to try again later) release the key so that a retry runs again.
+   */
   storeStatus?: (status: number) => boolean;
   /** Which response headers are stored and replayed (Set-Cookie, hop-by-hop, Date, Content-Length never are). */
   storedHeaders?: StoredHeadersOptions;
@@ -70,6 +73,14 @@ export interface IdempotencyHandler {
 const MiB = 1024 * 1024;
 const encoder = new TextEncoder();
 
+/**
+ * 2xx-4xx, but 408 Request Timeout and 429 Too Many Requests: both say "not now, try again later";
+ * stored, they would answer every retry with that for the whole ttl.
+ */
+function storedByDefault(status: number): boolean {
+  return status >= 200 && status < 500 && status !== 408 && status !== 429;
+}
+
 /** Build the HTTP layer. Bindings wrap this; it holds all of idem's HTTP semantics. */
 export function createIdempotencyHandler(options: HttpIdempotencyOptions): IdempotencyHandler {
   const engine = new IdempotencyEngine(options);
@@ -81,7 +92,7 @@ export function createIdempotencyHandler(options: HttpIdempotencyOptions): Idemp
   const fingerprintHeaders = (options.fingerprintHeaders ?? []).map((name) => name.toLowerCase());
   const maxRequestBytes = options.maxRequestBytes ?? MiB;
   const maxResponseBytes = options.maxResponseBytes ?? MiB;
-  const storeStatus = options.storeStatus ?? ((status: number) => status >= 200 && status < 500);
+  const storeStatus = options.storeStatus ?? storedByDefault;
   const filterHeaders = storedHeaderFilter(options.storedHeaders);
   const prefix = options.prefix ?? DEFAULT_KEY_PREFIX;
 

@@ -15,6 +15,7 @@ export type {
 } from './types.js';
 export {
   captureWebResponse,
+  isNullBodyStatus,
   readBodyWithLimit,
   toWebResponse,
   type WebHandler,

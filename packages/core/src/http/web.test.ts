@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { pathOf, webHttpRequest } from './web.js';
+import { pathOf, toWebResponse, webHttpRequest } from './web.js';
 
 describe('pathOf', () => {
   it('is pathname + search of a serialised URL, as new URL gives them', () => {
@@ -37,5 +37,18 @@ describe('webHttpRequest', () => {
     expect(request.bodyBytes()).toBeNull();
     expect(new TextDecoder().decode(await request.body(100))).toBe('hello');
     expect(new TextDecoder().decode(request.bodyBytes()!)).toBe('hello');
+  });
+});
+
+describe('toWebResponse', () => {
+  it('builds a body-less response for the statuses that may not have one (205 included)', async () => {
+    for (const status of [204, 205, 304]) {
+      const response = toWebResponse({ status, headers: [['x-run', '1']], body: new Uint8Array(0) });
+      expect(response.status).toBe(status);
+      expect(response.body).toBeNull();
+      expect(response.headers.get('x-run')).toBe('1');
+    }
+    const created = toWebResponse({ status: 201, headers: [], body: new TextEncoder().encode('{}') });
+    expect(await created.text()).toBe('{}');
   });
 });

@@ -144,12 +144,19 @@ export async function captureWebResponse(
   return { captured: { ...base, body }, response: rebuild(response, body as Uint8Array<ArrayBuffer>) };
 }
 
+/**
+ * Whether a response with this status has no body (1xx, 204 No Content, 205 Reset Content, 304 Not
+ * Modified): the Fetch standard's `Response` refuses a body for them, even an empty one.
+ */
+export function isNullBodyStatus(status: number): boolean {
+  return status < 200 || status === 204 || status === 205 || status === 304;
+}
+
 /** A Web `Response` from a complete {@link HttpResponse} (replays and problems). */
 export function toWebResponse(response: HttpResponse): Response {
   const headers = new Headers();
   for (const [name, value] of response.headers) headers.append(name, value);
-  const nullBody = response.status === 204 || response.status === 304 || response.status < 200;
-  return new Response(nullBody ? null : (response.body as Uint8Array<ArrayBuffer>), {
+  return new Response(isNullBodyStatus(response.status) ? null : (response.body as Uint8Array<ArrayBuffer>), {
     status: response.status,
     headers,
   });
