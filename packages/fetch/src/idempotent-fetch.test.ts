@@ -32,6 +32,18 @@ function setup(steps: Step[], options: Omit<IdempotentFetchOptions, 'fetch'> = {
   return { fetch, seen: server.seen, retries };
 }
 
+/** A server step that answers after `ms`, unless the attempt is aborted first. */
+function slowAnswer(ms: number, response: Response): Step {
+  return (request) =>
+    new Promise((resolve, reject) => {
+      const id = setTimeout(() => resolve(response), ms);
+      request.signal.addEventListener('abort', () => {
+        clearTimeout(id);
+        reject(request.signal.reason);
+      });
+    });
+}
+
 const post = { method: 'POST', body: '{"sku":"a"}', headers: { 'content-type': 'application/json' } };
 
 describe('keys', () => {
@@ -145,6 +157,20 @@ describe('which answers are retried', () => {
     expect(retryInfo(error)).toEqual({ attempts: 2, replayed: false, idempotencyKey: seen[0]?.key });
   });
 
+  it.each([409, 429, 500, 503])(
+    'returns a replayed %i at once: a stored outcome never changes',
+    async (status) => {
+      const replay = answer(status, { 'idempotent-replayed': 'true', 'retry-after': '1' });
+      const { fetch, seen, retries } = setup([replay, answer(201)]);
+      const response = await drive(fetch(URL_, post));
+      expect(response.status).toBe(status);
+      expect(await response.text()).toBe(`status ${status}`);
+      expect(seen).toHaveLength(1);
+      expect(retries).toEqual([]);
+      expect(retryInfo(response)).toEqual({ attempts: 1, replayed: true, idempotencyKey: seen[0]?.key });
+    },
+  );
+
   it('cancels the body of a response it retries', async () => {
     const cancel = vi.fn();
     const body = new ReadableStream({ cancel });
@@ -203,6 +229,20 @@ describe('waits', () => {
     await pending;
   });
 
+  it('waits out a Retry-After longer than a timer can hold (2^31-1 ms) when there is no deadline', async () => {
+    const thirtyDays = 30 * 24 * 3600;
+    const { fetch, seen } = setup([answer(503, { 'retry-after': String(thirtyDays) }), answer(201)], {
+      deadlineMs: Number.POSITIVE_INFINITY,
+    });
+    const start = Date.now();
+    const pending = drive(fetch(URL_, post));
+    await tick(60_000);
+    expect(seen).toHaveLength(1);
+    expect((await pending).status).toBe(201);
+    expect(seen).toHaveLength(2);
+    expect(Date.now() - start).toBe(thirtyDays * 1000);
+  });
+
   it('gives up at once when Retry-After ends after the deadline', async () => {
     const { fetch, seen } = setup([answer(503, { 'retry-after': '60' }), answer(201)], {
       deadlineMs: 10_000,
@@ -248,6 +288,27 @@ describe('timeouts and the deadline', () => {
     const response = await drive(fetch(URL_, post));
     expect(response.status).toBe(503);
     expect(seen).toHaveLength(2);
+  });
+
+  it.each([2 ** 31, Number.MAX_SAFE_INTEGER])(
+    'lets an attempt take its time under a deadlineMs of %d, beyond what one timer can hold',
+    async (deadlineMs) => {
+      const { fetch, seen } = setup([slowAnswer(60_000, answer(201))], { deadlineMs });
+      const start = Date.now();
+      expect((await drive(fetch(URL_, post))).status).toBe(201);
+      expect(seen).toHaveLength(1);
+      expect(Date.now() - start).toBe(60_000);
+    },
+  );
+
+  it('aborts at a deadline beyond 2^31-1 ms exactly when it ends', async () => {
+    const deadlineMs = 2 ** 31 + 1000;
+    const { fetch, seen } = setup(['hang', answer(201)], { deadlineMs });
+    const start = Date.now();
+    const error = await drive(fetch(URL_, post)).catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'TimeoutError' });
+    expect(Date.now() - start).toBe(deadlineMs);
+    expect(seen).toHaveLength(1);
   });
 
   it('has no deadline with deadlineMs: Infinity', async () => {

@@ -5,7 +5,8 @@ import {
   backoffDelay,
   DEFAULT_IDEMPOTENT_METHODS,
   DEFAULT_KEY_METHODS,
-  isRetryableStatus,
+  isReplayed,
+  isRetryableResponse,
   parseRetryAfter,
 } from './retry-policy.js';
 
@@ -44,8 +45,10 @@ export interface IdempotentFetchOptions {
   /** Attempts per call, the first one included. Default 4. */
   maxAttempts?: number;
   /**
-   * Time budget of the whole call in ms, until the final response's headers: an attempt still waiting
-   * then is aborted with a `TimeoutError`, and no retry is made whose wait would end after it. Default 30 000.
+   * Time budget of the whole call in ms, from the call (buffering a stream body included) until the final
+   * response's headers: a body read or an attempt still waiting then is aborted with a `TimeoutError`, and
+   * no retry is made whose wait would end after it. Any length is honoured, also beyond the 2^31-1 ms one
+   * timer can hold; `Infinity` for none. Default 30 000.
    */
   deadlineMs?: number;
   /** How long one attempt may wait for response headers, in ms; then it is aborted and retried. Default: none. */
@@ -74,8 +77,9 @@ const KEY_HEADER = 'idempotency-key';
 /**
  * Wrap a fetch so that it retries safely: a request of a key method gets one `Idempotency-Key` per
  * call, the same on every retry; network errors, timeouts, `409` (keyed), `429` and `5xx` are retried
- * with exponential backoff and full jitter, honouring `Retry-After`; every other response is returned at
- * once. Resolves with the final response, like fetch (see `throwOnProblem` and `ensureOk` for errors).
+ * with exponential backoff and full jitter, honouring `Retry-After`; every other response, and every
+ * replay (`Idempotent-Replayed: true`) whatever its status, is returned at once. Resolves with the final
+ * response, like fetch (see `throwOnProblem` and `ensureOk` for errors).
  */
 export function createIdempotentFetch(options: IdempotentFetchOptions = {}): IdempotentFetch {
   const base: FetchLike = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
@@ -103,7 +107,16 @@ export function createIdempotentFetch(options: IdempotentFetchOptions = {}): Ide
     const method = (template?.method ?? init?.method ?? 'GET').toUpperCase();
     const url = template?.url ?? String(input);
     const headers = new Headers(template ? template.headers : init?.headers);
-    const prepared = await prepareBody(template ? template.body : init?.body, bodyOptions);
+    // Buffering a stream body is part of the call: it stops on abort and counts against the deadline.
+    const reading = startTimer(
+      signal,
+      deadline - Date.now(),
+      `the request body stream was still being read at the deadline (deadlineMs: ${deadlineMs})`,
+    );
+    const prepared = await prepareBody(template ? template.body : init?.body, {
+      ...bodyOptions,
+      signal: reading.signal,
+    }).finally(reading.clear);
     if (prepared.contentType && !headers.has('content-type'))
       headers.set('content-type', prepared.contentType);
     if (!headers.has(KEY_HEADER) && keyMethods.has(method)) headers.set(KEY_HEADER, generateKey());
@@ -121,7 +134,8 @@ export function createIdempotentFetch(options: IdempotentFetchOptions = {}): Ide
     };
 
     for (let attempt = 1; ; attempt++) {
-      const timer = startAttemptTimer(signal, Math.min(attemptTimeoutMs, deadline - Date.now()));
+      const timeoutMs = Math.min(attemptTimeoutMs, deadline - Date.now());
+      const timer = startTimer(signal, timeoutMs, `no response within ${timeoutMs} ms`);
       let response: Response | undefined;
       let error: unknown;
       try {
@@ -138,11 +152,11 @@ export function createIdempotentFetch(options: IdempotentFetchOptions = {}): Ide
       const again =
         retries &&
         attempt < maxAttempts &&
-        (response === undefined || isRetryableStatus(response.status, idempotencyKey !== undefined)) &&
+        (response === undefined || isRetryableResponse(response, idempotencyKey !== undefined)) &&
         Date.now() + delayMs < deadline;
 
       if (!again && response) {
-        const replayed = response.headers.get('idempotent-replayed') === 'true';
+        const replayed = isReplayed(response);
         recordRetryInfo(response, { ...info, replayed });
         if (!options.throwOnProblem) return response;
         return ensureOk(response).catch((problem: unknown) => {
@@ -170,24 +184,39 @@ export function createIdempotentFetch(options: IdempotentFetchOptions = {}): Ide
 /** `createIdempotentFetch()` over the global fetch, with the default options. */
 export const idempotentFetch: IdempotentFetch = createIdempotentFetch();
 
-/** A signal for one attempt: aborted by the caller's signal, or by the timeout (then with a `TimeoutError`). */
-function startAttemptTimer(caller: AbortSignal | undefined, timeoutMs: number) {
+/**
+ * A signal for one step of the call (reading the body, one attempt): aborted by the caller's signal, or
+ * after `timeoutMs` with a `TimeoutError` saying `message`.
+ */
+function startTimer(caller: AbortSignal | undefined, timeoutMs: number, message: string) {
   const timeout = new AbortController();
-  const id = Number.isFinite(timeoutMs)
-    ? setTimeout(
-        () =>
-          timeout.abort(
-            new DOMException(`[idem] [fetch] no response within ${timeoutMs} ms`, 'TimeoutError'),
-          ),
-        Math.max(0, timeoutMs),
-      )
-    : undefined;
+  const clear = setLongTimeout(
+    () => timeout.abort(new DOMException(`[idem] [fetch] ${message}`, 'TimeoutError')),
+    timeoutMs,
+  );
   return {
     // Still linked to the caller's signal after the timer is cleared, so aborting also stops the body read.
     signal: caller ? anySignal(caller, timeout.signal) : timeout.signal,
     timedOut: () => timeout.signal.aborted,
-    clear: () => clearTimeout(id),
+    clear,
   };
+}
+
+// Node fires a timer of more than 2^31-1 ms (about 24.8 days) after 1 ms, browsers at once: a longer
+// deadline or Retry-After would end every attempt or wait at once. Such delays are chained instead.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** `setTimeout` for any delay in ms, `Infinity` meaning never. Returns the function that cancels it. */
+function setLongTimeout(callback: () => void, ms: number): () => void {
+  let id: ReturnType<typeof setTimeout> | undefined;
+  const arm = (left: number) => {
+    id =
+      left > MAX_TIMER_MS
+        ? setTimeout(() => arm(left - MAX_TIMER_MS), MAX_TIMER_MS)
+        : setTimeout(callback, Math.max(0, left));
+  };
+  if (ms < Number.POSITIVE_INFINITY) arm(ms);
+  return () => clearTimeout(id);
 }
 
 function anySignal(a: AbortSignal, b: AbortSignal): AbortSignal {
@@ -206,10 +235,10 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const onAbort = () => {
-      clearTimeout(id);
+      cancel();
       reject(signal?.reason);
     };
-    const id = setTimeout(() => {
+    const cancel = setLongTimeout(() => {
       signal?.removeEventListener('abort', onAbort);
       resolve();
     }, ms);

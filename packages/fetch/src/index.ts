@@ -12,6 +12,7 @@ export {
   backoffDelay,
   DEFAULT_IDEMPOTENT_METHODS,
   DEFAULT_KEY_METHODS,
+  isRetryableResponse,
   isRetryableStatus,
   parseRetryAfter,
 } from './retry-policy.js';

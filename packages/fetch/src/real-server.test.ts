@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createIdempotentFetch, type RetryEvent } from './idempotent-fetch.js';
 import { retryInfo } from './retry-info.js';
 
@@ -60,4 +60,55 @@ it('retries a lost response with the same key and gets the stored result, run on
   expect(keysSeen[1]).toBe(keysSeen[0]);
   expect(retryInfo(response)).toEqual({ attempts: 2, replayed: true, idempotencyKey: keysSeen[0] });
   expect(retries[0]?.error).toBeInstanceOf(TypeError);
+});
+
+describe('a replayed response', () => {
+  // A server that stores every outcome under its key, as idem does for a 429 by default and for a
+  // 5xx when `storeStatus` says so: the answer `/status/<n>` gives is the operation's final result.
+  const outcomes = new Map<string, { status: number; body: string }>();
+  const requests: string[] = [];
+  let storing: Server;
+  let base: string;
+
+  beforeAll(async () => {
+    storing = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const key = String(req.headers['idempotency-key']);
+        requests.push(key);
+        const previous = outcomes.get(key);
+        if (previous) {
+          res.writeHead(previous.status, { 'retry-after': '0', 'idempotent-replayed': 'true' });
+          res.end(previous.body);
+          return;
+        }
+        const status = Number(req.url?.split('/').pop());
+        const outcome = { status, body: `stored ${status} for ${key}` };
+        outcomes.set(key, outcome);
+        res.writeHead(status, { 'retry-after': '0' });
+        res.end(outcome.body);
+      });
+    });
+    await new Promise<void>((resolve) => storing.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(storing.address() as AddressInfo).port}`;
+  });
+
+  afterAll(async () => {
+    await new Promise((resolve) => storing.close(resolve));
+  });
+
+  it.each([429, 503])(
+    'is final even with a retryable status (%i): the stored outcome never changes',
+    async (status) => {
+      requests.length = 0;
+      const fetch = createIdempotentFetch({ baseDelayMs: 5, maxAttempts: 4 });
+      const response = await fetch(`${base}/status/${status}`, { method: 'POST', body: '{}' });
+
+      expect(response.status).toBe(status);
+      expect(await response.text()).toBe(`stored ${status} for ${requests[0]}`);
+      // The first answer was fresh, so worth a retry; the retry got the replay, which is returned.
+      expect(requests).toEqual([requests[0], requests[0]]);
+      expect(retryInfo(response)).toEqual({ attempts: 2, replayed: true, idempotencyKey: requests[0] });
+    },
+  );
 });

@@ -1,7 +1,8 @@
+import { Readable } from 'node:stream';
 import { isIdempotencyError } from '@idem/core';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createIdempotentFetch, type IdempotentFetchOptions } from './idempotent-fetch.js';
-import { answer, drive, networkError, scriptedFetch, useFakeClock } from './scripted-fetch.js';
+import { answer, drive, flush, networkError, scriptedFetch, tick, useFakeClock } from './scripted-fetch.js';
 
 const URL_ = 'https://api.test/uploads';
 const text = (bytes: Uint8Array | undefined) => new TextDecoder().decode(bytes);
@@ -111,6 +112,79 @@ describe('replayable bodies', () => {
     expect(server.seen).toHaveLength(1);
     expect(text(server.seen[0]?.body)).toBe('once');
     expect(server.seen[0]?.key).not.toBeNull();
+  });
+});
+
+describe('while a stream body is buffered', () => {
+  /** A stream that sends one chunk and then neither ends nor fails: only a cancel stops it. */
+  function openStream() {
+    const cancel = vi.fn();
+    const stream = new ReadableStream<Uint8Array>({
+      start: (controller) => controller.enqueue(new TextEncoder().encode('partial')),
+      cancel,
+    });
+    return { stream, cancel };
+  }
+
+  it('rejects at once with the signal reason when the caller aborts, and cancels the stream', async () => {
+    const { stream, cancel } = openStream();
+    const server = scriptedFetch(answer(201));
+    const fetch = createIdempotentFetch({ fetch: server.fetch });
+    const controller = new AbortController();
+    const pending = fetch(URL_, { method: 'POST', body: stream, signal: controller.signal }).catch(
+      (e: unknown) => e,
+    );
+    await tick(100);
+    const reason = new Error('user left');
+    controller.abort(reason);
+    expect(await pending).toBe(reason);
+    expect(cancel).toHaveBeenCalled();
+    expect(server.seen).toHaveLength(0);
+  });
+
+  it('rejects with a TimeoutError at the deadline, and cancels the stream', async () => {
+    const { stream, cancel } = openStream();
+    const server = scriptedFetch(answer(201));
+    const fetch = createIdempotentFetch({ fetch: server.fetch, deadlineMs: 1000 });
+    const start = Date.now();
+    const error = await drive(fetch(URL_, { method: 'POST', body: stream })).catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'TimeoutError', message: expect.stringMatching(/deadlineMs/) });
+    expect(Date.now() - start).toBe(1000);
+    expect(cancel).toHaveBeenCalled();
+    expect(server.seen).toHaveLength(0);
+  });
+
+  it('rejects on abort while an async generator body is stalled', async () => {
+    async function* stalled() {
+      yield 'partial';
+      await new Promise(() => {});
+    }
+    const server = scriptedFetch(answer(201));
+    const fetch = createIdempotentFetch({ fetch: server.fetch });
+    const controller = new AbortController();
+    const body = stalled() as unknown as BodyInit;
+    const pending = fetch(URL_, { method: 'POST', body, signal: controller.signal }).catch((e: unknown) => e);
+    await tick(100);
+    const reason = new Error('user left');
+    controller.abort(reason);
+    expect(await pending).toBe(reason);
+    expect(server.seen).toHaveLength(0);
+  });
+
+  it('destroys a stalled Node stream body on abort, so that its file or socket is freed', async () => {
+    const stream = new Readable({ read() {} });
+    stream.push('partial');
+    const server = scriptedFetch(answer(201));
+    const fetch = createIdempotentFetch({ fetch: server.fetch });
+    const controller = new AbortController();
+    const body = stream as unknown as BodyInit;
+    const pending = fetch(URL_, { method: 'POST', body, signal: controller.signal }).catch((e: unknown) => e);
+    await tick(100);
+    const reason = new Error('user left');
+    controller.abort(reason);
+    expect(await pending).toBe(reason);
+    await flush();
+    expect(stream.destroyed).toBe(true);
   });
 });
 

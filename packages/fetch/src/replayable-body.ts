@@ -15,13 +15,15 @@ export interface PreparedBody {
  * Strings, bytes, URLSearchParams and Blobs are immutable enough to be passed as they are. FormData is
  * serialised once: sent again it would get a new multipart boundary, so different bytes, so a different
  * idem fingerprint and a `422`. Streams are read once, up to `maxBufferBytes`, unless `bufferStreams`
- * is off, in which case they are sent once and not retried.
+ * is off, in which case they are sent once and not retried. A stream not read to its end (too long,
+ * failed, aborted) is cancelled.
  *
  * @throws IdempotencyError `request_too_large` when a stream is longer than `maxBufferBytes`.
+ * @throws the reason of `signal` as soon as it aborts while a stream is being read.
  */
 export async function prepareBody(
   body: BodyInit | null | undefined,
-  options: { bufferStreams: boolean; maxBufferBytes: number },
+  options: { bufferStreams: boolean; maxBufferBytes: number; signal: AbortSignal },
 ): Promise<PreparedBody> {
   if (body === null || body === undefined) return { body: null, replayable: true };
   if (typeof FormData !== 'undefined' && body instanceof FormData) {
@@ -30,7 +32,7 @@ export async function prepareBody(
   }
   if (!isStream(body)) return { body, replayable: true };
   if (!options.bufferStreams) return { body, replayable: false };
-  return { body: await readCapped(body, options.maxBufferBytes), replayable: true };
+  return { body: await readCapped(body, options.maxBufferBytes, options.signal), replayable: true };
 }
 
 function isStream(body: BodyInit): body is BodyInit & AsyncIterable<unknown> {
@@ -44,6 +46,7 @@ function isStream(body: BodyInit): body is BodyInit & AsyncIterable<unknown> {
 async function readCapped(
   stream: ReadableStream | AsyncIterable<unknown>,
   cap: number,
+  signal: AbortSignal,
 ): Promise<Uint8Array<ArrayBuffer>> {
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -53,17 +56,23 @@ async function readCapped(
     typeof ReadableStream !== 'undefined' && stream instanceof ReadableStream
       ? readerIterator(stream.getReader())
       : (stream as AsyncIterable<unknown>)[Symbol.asyncIterator]();
-  for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
-    const chunk = toBytes(next.value, encoder);
-    size += chunk.byteLength;
-    if (size > cap) {
-      await iterator.return?.();
-      throw new IdempotencyError(
-        'request_too_large',
-        `[fetch] the request body stream is larger than maxBufferBytes (${cap}); raise it, or set bufferStreams: false to send the stream once without retries`,
-      );
+  try {
+    // A stream may stall without ever ending or failing: only the signal gets the call out of the wait.
+    const read = () => untilAborted(iterator.next(), signal);
+    for (let next = await read(); !next.done; next = await read()) {
+      const chunk = toBytes(next.value, encoder);
+      size += chunk.byteLength;
+      if (size > cap) {
+        throw new IdempotencyError(
+          'request_too_large',
+          `[fetch] the request body stream is larger than maxBufferBytes (${cap}); raise it, or set bufferStreams: false to send the stream once without retries`,
+        );
+      }
+      chunks.push(chunk);
     }
-    chunks.push(chunk);
+  } catch (error) {
+    release(stream, iterator);
+    throw error;
   }
   const bytes = new Uint8Array(size);
   let offset = 0;
@@ -72,6 +81,29 @@ async function readCapped(
     offset += chunk.byteLength;
   }
   return bytes;
+}
+
+/** `promise`, or a rejection with the signal's reason as soon as it aborts, whichever comes first. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/**
+ * Stop a stream that will not be read to its end, freeing what feeds it (a socket, a file). Not awaited:
+ * an async generator runs `return` only once its pending step settles, which for a stalled one is never;
+ * for the same reason a Node stream, whose iterator is such a generator, is destroyed as well.
+ */
+function release(stream: ReadableStream | AsyncIterable<unknown>, iterator: AsyncIterator<unknown>): void {
+  Promise.resolve()
+    .then(() => iterator.return?.())
+    .catch(() => {});
+  const destroy = (stream as { destroy?: unknown }).destroy;
+  if (typeof destroy === 'function') destroy.call(stream);
 }
 
 function toBytes(chunk: unknown, encoder: TextEncoder): Uint8Array {

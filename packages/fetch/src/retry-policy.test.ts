@@ -1,6 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, isRetryableStatus, parseRetryAfter } from './retry-policy.js';
+import {
+  backoffDelay,
+  isReplayed,
+  isRetryableResponse,
+  isRetryableStatus,
+  parseRetryAfter,
+} from './retry-policy.js';
 
 describe('parseRetryAfter', () => {
   const now = Date.parse('2030-01-01T00:00:00Z');
@@ -56,5 +62,26 @@ describe('isRetryableStatus', () => {
     const fiveHundreds = Array.from({ length: 100 }, (_, i) => 500 + i);
     expect(retried(true)).toEqual([409, 429, ...fiveHundreds]);
     expect(retried(false)).toEqual([429, ...fiveHundreds]);
+  });
+});
+
+describe('isRetryableResponse', () => {
+  const replayed = (status: number) =>
+    new Response(null, { status, headers: { 'idempotent-replayed': 'true' } });
+
+  it('never retries a replay: the stored outcome is the same on every attempt', () => {
+    for (const status of [409, 429, 500, 503]) {
+      expect(isReplayed(replayed(status))).toBe(true);
+      expect(isRetryableResponse(replayed(status), true)).toBe(false);
+    }
+  });
+
+  it('decides a fresh answer by its status', () => {
+    expect(isRetryableResponse(new Response(null, { status: 503 }), false)).toBe(true);
+    expect(isRetryableResponse(new Response(null, { status: 409 }), true)).toBe(true);
+    expect(isRetryableResponse(new Response(null, { status: 409 }), false)).toBe(false);
+    expect(isRetryableResponse(new Response(null, { status: 422 }), true)).toBe(false);
+    const notReplayed = new Response(null, { status: 503, headers: { 'idempotent-replayed': 'false' } });
+    expect(isRetryableResponse(notReplayed, true)).toBe(true);
   });
 });

@@ -8,9 +8,27 @@ export const DEFAULT_IDEMPOTENT_METHODS: readonly string[] = ['GET', 'HEAD', 'OP
  * Whether a response status is worth another attempt. `409` counts only for a keyed request, where it
  * means "the original is still in flight"; elsewhere it is a real conflict. `429` and `5xx` mean the
  * server did not (or did not finish to) process the request, and idem released the key for them.
+ * A replay is never retried, whatever its status: see {@link isRetryableResponse}.
  */
 export function isRetryableStatus(status: number, keyed: boolean): boolean {
   return (status === 409 && keyed) || status === 429 || (status >= 500 && status <= 599);
+}
+
+/**
+ * Whether a response is a replay (`Idempotent-Replayed: true`): the stored outcome of an earlier
+ * attempt of the same key, not a fresh answer.
+ */
+export function isReplayed(response: Response): boolean {
+  return response.headers.get('idempotent-replayed') === 'true';
+}
+
+/**
+ * Whether a response is worth another attempt. Never a replay: it is the stored outcome of the operation
+ * (a `429` or `5xx` a server chose to store) and every retry would get it again
+ * until the server forgets the key. Otherwise as {@link isRetryableStatus} says.
+ */
+export function isRetryableResponse(response: Response, keyed: boolean): boolean {
+  return !isReplayed(response) && isRetryableStatus(response.status, keyed);
 }
 
 /**
