@@ -66,6 +66,15 @@ export function startConformanceApp(framework: ExpressModule, order: ParserOrder
       }
       res.end();
     });
+    server.post('/chunks', async (_req, res) => {
+      app.record('chunks');
+      res.status(200).type('application/x-ndjson');
+      for (const chunk of app.streamChunks) {
+        res.write(chunk);
+        await sleep(app.chunkIntervalMs);
+      }
+      res.end();
+    });
     server.post('/context', (req, res) => {
       app.record('context');
       const context = req.idempotency;

@@ -8,7 +8,7 @@ import {
 } from '@idem/core';
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
 import { requestBody } from './request-body.js';
-import { captureResponse, type ResponseCapture, ResponseClosedError } from './response-capture.js';
+import { captureResponse, type ResponseCapture } from './response-capture.js';
 
 // What users need of the core (IdempotencyError, the option and context types), from one import.
 export * from '@idem/core';
@@ -94,8 +94,7 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
           }
         },
         (error: unknown) => {
-          if (run.settled()) return;
-          if (!(error instanceof ResponseClosedError)) next(error);
+          if (!run.settled()) next(error);
         },
       );
   };

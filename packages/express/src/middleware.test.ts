@@ -1,4 +1,4 @@
-import { storageKey } from '@idem/core';
+import { type Store, storageKey } from '@idem/core';
 import { nodeTestServer, slowCompleting, type TestServer } from '@idem/http-test-suite';
 import { memoryStore } from '@idem/memory';
 import express, { type Express } from 'express';
@@ -40,6 +40,37 @@ function gate<T = void>() {
     open = resolve;
   });
   return { promise, open };
+}
+
+/**
+ * A store whose `complete` and `release` wait for `open()`: the window in which idem holds the route's
+ * end, made as long as a test needs.
+ */
+function settlingOnCue(store: Store) {
+  const cue = gate();
+  return {
+    open: cue.open,
+    store: {
+      name: store.name,
+      acquire: (key, claim) => store.acquire(key, claim),
+      complete: (key, token, response, ttlMs) =>
+        cue.promise.then(() => store.complete(key, token, response, ttlMs)),
+      release: (key, token, ttlMs) => cue.promise.then(() => store.release(key, token, ttlMs)),
+      extend: (key, token, leaseMs) => store.extend(key, token, leaseMs),
+      get: (key) => store.get(key),
+      delete: (key) => store.delete(key),
+    } satisfies Store,
+  };
+}
+
+/** The `code` of what `action` throws, or `'none'`. */
+function codeOf(action: () => unknown): string {
+  try {
+    action();
+    return 'none';
+  } catch (error) {
+    return (error as { code?: string }).code ?? String(error);
+  }
 }
 
 async function until(condition: () => boolean | Promise<boolean>, what: string) {
@@ -220,18 +251,21 @@ for (const [name, framework] of [
       expect(runs).toBe(1);
     });
 
-    it('releases the key when the connection closes in the middle of a streamed body', async () => {
+    it('completes the record without a body when the client goes away mid-stream: the route never runs twice', async () => {
       const store = memoryStore();
+      const finish = gate();
       let runs = 0;
       let storage = '';
       const server = await serve(
         framework,
         (app) =>
-          app.post('/cut', (req, res) => {
+          app.post('/cut', async (req, res) => {
             runs++;
             storage = req.idempotency!.storageKey;
             res.type('text/plain').write('partial');
-            res.on('close', () => res.end());
+            // The route goes on after its client went away (its side effects are happening).
+            await finish.promise;
+            res.end('rest');
           }),
         { store },
       );
@@ -240,11 +274,97 @@ for (const [name, framework] of [
       const response = await post(server, '/cut', key, { signal: abort.signal });
       await response.body!.getReader().read();
       abort.abort();
-      await until(async () => (await store.get(storage))?.state === 'failed', 'the release');
-      const retry = await post(server, '/cut', key);
-      expect(retry.headers.get('idempotent-replayed')).toBeNull();
-      expect(runs).toBe(2);
-      await retry.body?.cancel();
+      await until(async () => (await store.get(storage))?.state === 'completed', 'the record to complete');
+      for (const running of [true, false]) {
+        if (!running) finish.open();
+        const retry = await post(server, '/cut', key);
+        expect(retry.status).toBe(410);
+        expect(await retry.json()).toMatchObject({ code: 'response_not_stored', reason: 'streaming' });
+        expect(runs).toBe(1);
+      }
+      expect((await store.get(storage))?.response).toMatchObject({ status: 200, omitted: 'streaming' });
+    });
+
+    it('refuses a second answer after the end, as Node does: the client and the record get the first', async () => {
+      const inner = memoryStore();
+      const settling = settlingOnCue(inner);
+      let storage = '';
+      let seen: Record<string, unknown> | undefined;
+      const server = await serve(
+        framework,
+        (app) =>
+          app.post('/twice', (req, res) => {
+            storage = req.idempotency!.storageKey;
+            res.status(201).json({ answer: 1 });
+            // idem holds this end until the record is completed (the store waits for the test's cue).
+            const refused: Record<string, unknown> = { headersSent: res.headersSent };
+            refused['json'] = codeOf(() => res.status(200).json({ answer: 2 }));
+            refused['send'] = codeOf(() => res.send('two'));
+            refused['writeHead'] = codeOf(() => res.writeHead(200));
+            refused['write'] = res.write('three', (error) => {
+              refused['writeError'] = (error as { code?: string } | null | undefined)?.code;
+              seen = refused;
+            });
+            refused['end'] = res.end() === res;
+          }),
+        { store: settling.store },
+      );
+      const key = newKey();
+      const response = post(server, '/twice', key);
+      await until(() => seen !== undefined, 'the second answer');
+      settling.open();
+      const first = await response;
+      expect(seen).toEqual({
+        headersSent: true,
+        json: 'ERR_HTTP_HEADERS_SENT',
+        send: 'ERR_HTTP_HEADERS_SENT',
+        writeHead: 'ERR_HTTP_HEADERS_SENT',
+        write: false,
+        writeError: 'ERR_STREAM_WRITE_AFTER_END',
+        end: true,
+      });
+      expect(first.status).toBe(201);
+      expect(await first.json()).toEqual({ answer: 1 });
+      const record = await inner.get(storage);
+      expect(record?.response?.status).toBe(201);
+      expect(new TextDecoder().decode(record?.response?.body)).toBe('{"answer":1}');
+      const replay = await post(server, '/twice', key);
+      expect(replay.status).toBe(201);
+      expect(replay.headers.get('idempotent-replayed')).toBe('true');
+      expect(await replay.json()).toEqual({ answer: 1 });
+    });
+
+    it("refuses a route's late answer after a timeout middleware answered: the client gets the timeout", async () => {
+      const settling = settlingOnCue(memoryStore());
+      const timeout = gate();
+      const late = gate();
+      let lateCode = '';
+      const server = await serve(
+        framework,
+        (app) => {
+          app.use((_req, res, next) => {
+            // A request timeout (fired by the test): answers 503 while the route still works.
+            timeout.promise.then(() => {
+              res.status(503).json({ error: 'timeout' });
+              late.open();
+            });
+            next();
+          });
+          app.post('/slow', async (_req, res) => {
+            timeout.open();
+            await late.promise;
+            lateCode = codeOf(() => res.status(201).json({ created: true }));
+          });
+        },
+        { store: settling.store },
+      );
+      const response = post(server, '/slow', newKey());
+      await until(() => lateCode !== '', 'the late answer');
+      settling.open();
+      expect(lateCode).toBe('ERR_HTTP_HEADERS_SENT');
+      const answer = await response;
+      expect(answer.status).toBe(503);
+      expect(await answer.json()).toEqual({ error: 'timeout' });
     });
   });
 
@@ -268,6 +388,11 @@ for (const [name, framework] of [
             runs++;
             res.status(201).send('done');
             next(new Error('failed after the response'));
+          });
+          app.post('/answered-twice', (_req, res) => {
+            runs++;
+            res.status(201).send('first');
+            res.status(200).send('second'); // throws ERR_HTTP_HEADERS_SENT, as without idem
           });
           if (errorHandler) app.use(idempotencyErrorHandler());
         }),
@@ -317,6 +442,21 @@ for (const [name, framework] of [
       expect(replay.status).toBe(201);
       expect(replay.headers.get('idempotent-replayed')).toBe('true');
       expect(await replay.text()).toBe('done');
+      expect(runs()).toBe(1);
+    });
+
+    it('sends and stores the first answer of a route that answers twice; the second throws', async () => {
+      const { server, runs } = failing(framework, true);
+      const key = newKey();
+      // The error reaches Express' error handling, which closes the connection of a response already sent.
+      const text = await post(await server, '/answered-twice', key)
+        .then((response) => response.text())
+        .catch(() => null);
+      if (text !== null) expect(text).toBe('first');
+      const replay = await post(await server, '/answered-twice', key);
+      expect(replay.status).toBe(201);
+      expect(replay.headers.get('idempotent-replayed')).toBe('true');
+      expect(await replay.text()).toBe('first');
       expect(runs()).toBe(1);
     });
 

@@ -6,7 +6,8 @@ export interface ResponseCapture {
   /**
    * Resolves when the route ends the response. Its final `end` is held back until
    * {@link ResponseCapture.flush}; the writes before it (a streamed or oversized body) went through.
-   * Rejects with {@link ResponseClosedError} when the connection closed in the middle of the body.
+   * Resolves without a body (`omitted`) when the connection closed after the headers were sent and
+   * before the route ended the response.
    */
   readonly captured: Promise<CapturedResponse>;
   /** Let the held `end` through (after the record was completed or released). */
@@ -15,14 +16,20 @@ export interface ResponseCapture {
   fail(error: unknown): void;
 }
 
-/** The connection closed after the headers were sent and before the route ended the response. */
-export class ResponseClosedError extends Error {
-  constructor() {
-    super('[express] the connection closed before the response was complete');
-  }
+type Method = (this: ServerResponse, ...args: unknown[]) => unknown;
+
+/** Node's state of a response (`_header` is the head it sends, `headersSent` reads it). */
+interface ResponseState {
+  _header: string | null | undefined;
+  _headerSent: boolean;
 }
 
-type Method = (this: ServerResponse, ...args: unknown[]) => unknown;
+/**
+ * The `_header` of a response whose route ended it while idem holds the end: Node's own checks then
+ * see the headers as sent (`headersSent`; `setHeader` and `writeHead` throw ERR_HTTP_HEADERS_SENT), as
+ * they are after an end. Never sent: `_headerSent` is set with it, and both are reset before the end.
+ */
+const HELD_HEAD = '(held by idem until the record is completed)';
 
 /**
  * Hook `res.writeHead`, `res.write` and `res.end` (through which `res.send`, `res.json` and piped
@@ -38,6 +45,8 @@ class Capture implements ResponseCapture {
   private readonly original: { writeHead: Method; write: Method; end: Method };
   private head: { status: number; headers: Array<[string, string]> } | undefined;
   private done = false;
+  /** The route ended the response: what it writes after that is refused, as Node refuses it. */
+  private ended = false;
   private readonly chunks: Buffer[] = [];
   private length = 0;
   private omitted: OmittedBody | undefined;
@@ -59,7 +68,6 @@ class Capture implements ResponseCapture {
       write: res.write as Method,
       end: res.end as Method,
     };
-    // Before any header, the route is still working (the client went away): wait for its end.
     this.onClose = this.closed.bind(this);
     res.once('close', this.onClose);
     // Only these three properties are added to the response: Express changes the prototype of every
@@ -86,6 +94,10 @@ class Capture implements ResponseCapture {
   }
 
   write(args: unknown[]): unknown {
+    if (this.ended) {
+      this.writeAfterEnd(args);
+      return false;
+    }
     if (!this.done) {
       this.snapshot();
       this.collect(args[0], args[1]);
@@ -94,15 +106,35 @@ class Capture implements ResponseCapture {
   }
 
   end(args: unknown[]): unknown {
-    if (this.done) return this.endThrough(args);
+    if (this.ended) {
+      if (typeof args[0] !== 'function' && args[0]) this.writeAfterEnd(args);
+      else {
+        // As Node: a callback waits for the end that is still going out, or hears that it is done.
+        const callback = callbackOf(args);
+        if (callback && !this.res.writableFinished) this.res.once('finish', callback);
+        else
+          callback?.(nodeError('ERR_STREAM_ALREADY_FINISHED', 'Cannot call end after a stream was finished'));
+      }
+      return this.res;
+    }
+    if (this.done) return this.original.end.apply(this.res, args);
     this.done = true;
-    this.res.off('close', this.onClose);
+    this.ended = true;
+    const { res } = this;
+    res.off('close', this.onClose);
     this.snapshot();
     this.collect(args[0], args[1]);
     const { status, headers } = this.head!;
     // The end is held until the record is completed, so that a client who got the whole response and
-    // retries gets its replay (or, for a body that was not stored, 410), never "in flight".
+    // retries gets its replay (or, for a body that was not stored, 410), never "in flight". Meanwhile
+    // the response must look ended: a second answer (`res.json` twice, a timeout middleware's answer
+    // and the route's late one) fails as Node fails it, instead of going out before the held end.
     this.held = args;
+    const state = res as unknown as ResponseState;
+    if (state._header === null) {
+      state._header = HELD_HEAD;
+      state._headerSent = true;
+    }
     if (this.omitted) this.settle({ status, headers, body: null, omitted: this.omitted });
     else this.settle({ status, headers, body: Buffer.concat(this.chunks, this.length) });
     return this.res;
@@ -110,8 +142,17 @@ class Capture implements ResponseCapture {
 
   flush(): void {
     const args = this.held;
+    if (!args) return;
     this.held = undefined;
-    if (args) this.endThrough(args);
+    const { res } = this;
+    const state = res as unknown as ResponseState;
+    if (state._header === HELD_HEAD) {
+      state._header = null;
+      state._headerSent = false;
+      // `res.status()` only sets the property, so a refused second answer may have changed it.
+      res.statusCode = this.head!.status;
+    }
+    this.original.end.apply(res, args);
   }
 
   fail(error: unknown): void {
@@ -121,12 +162,25 @@ class Capture implements ResponseCapture {
     this.abort(error);
   }
 
-  private endThrough(args: unknown[]): unknown {
-    return this.original.end.apply(this.res, args);
+  /**
+   * A write after the route's end is refused: its callback gets Node's error on the next tick, as
+   * Node's does. Unlike Node, no 'error' event is emitted: without a listener it ends the process, here
+   * before the held end even reached the client.
+   */
+  private writeAfterEnd(args: unknown[]): void {
+    const callback = callbackOf(args);
+    if (callback) process.nextTick(callback, nodeError('ERR_STREAM_WRITE_AFTER_END', 'write after end'));
   }
 
   private closed(): void {
-    if (this.res.headersSent) this.fail(new ResponseClosedError());
+    // Before any header, the route is still working (its client went away): wait for its end.
+    if (!this.res.headersSent) return;
+    // After them, the route ran and its side effects happened: the record completes without a body (a
+    // retry gets 410), and is never released for a retry to run the route again, perhaps beside it.
+    this.done = true;
+    this.snapshot();
+    const { status, headers } = this.head!;
+    this.settle({ status, headers, body: null, omitted: this.omitted ?? 'streaming' });
   }
 
   private snapshot(): void {
@@ -150,6 +204,17 @@ class Capture implements ResponseCapture {
       this.chunks.length = 0;
     } else this.chunks.push(bytes);
   }
+}
+
+/** The callback given to `write` or `end`: the first function among their arguments. */
+function callbackOf(args: unknown[]): ((error?: Error) => void) | undefined {
+  for (const arg of args) if (typeof arg === 'function') return arg as (error?: Error) => void;
+  return undefined;
+}
+
+/** An error as Node's own (an `Error` with a `code`). */
+function nodeError(code: string, message: string): Error {
+  return Object.assign(new Error(message), { code });
 }
 
 /** `res.getHeaders()` as pairs, repeated headers (Set-Cookie) as separate pairs. */
