@@ -31,6 +31,12 @@ export interface StoreTestOptions {
 }
 
 const LONG = 60_000;
+/**
+ * How far a time the store reports may sit from this process's clock around the call: the store's
+ * clock may differ a little, and a slow round trip adds to it. Long durations (multiples of LONG) keep
+ * every wrong value (a lease or expiry left as it was, or taken from another duration) far outside it.
+ */
+const CLOCK_MARGIN = 5_000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 let counter = 0;
@@ -66,16 +72,68 @@ export function makeResponse(body: Uint8Array = new TextEncoder().encode('{"ok":
  * testStore({ name: 'redis', createStore: () => redisStore({ client }) });
  * ```
  *
- * Every case runs against the real backend with short real durations: claim on an absent key, the
- * blocking record, 50 parallel claims with exactly one winner, lease takeover with a new token,
- * fingerprints that never take over, fencing of stale tokens, release and re-claim, ttl expiry,
- * byte-exact bodies, headers in order, get and delete, independence of near-identical keys.
+ * Every case runs against the real backend with short real durations: claim on an absent key with
+ * its lease and expiry, the blocking record, refused claims that write nothing, 50 parallel claims
+ * with exactly one winner (on an absent key, an expired lease, a failed record), lease takeover and
+ * re-claim of a failed record with a fresh token, lease and expiry, fingerprints that never take
+ * over, fencing of stale tokens, the holder's writes past its lease, extend renewing the lease from
+ * now without moving the expiry, release and re-claim, ttl expiry (and no writes after it), the
+ * expiry set by claim, completion and release, byte-exact bodies, headers in order, get and delete in
+ * every state, independence of near-identical keys.
  */
 export function testStore(options: StoreTestOptions): void {
   const leaseMs = options.timing?.leaseMs ?? 300;
   const ttlMs = options.timing?.ttlMs ?? 600;
   let store: Store;
   const getStore = () => store;
+
+  /**
+   * Check that `key`'s record ends `ttl` after a moment between `before` and `after` (this process's
+   * clock), and that the backend itself drops it then (when the suite can read it raw).
+   */
+  const expectExpiry = async (key: string, ttl: number, before: number, after: number) => {
+    const record = await store.get(key);
+    expect(record).not.toBeNull();
+    expect(record!.expiresAt).toBeGreaterThan(before + ttl - CLOCK_MARGIN);
+    expect(record!.expiresAt).toBeLessThan(after + ttl + CLOCK_MARGIN);
+    if (options.readRaw) {
+      const raw = await options.readRaw(store, key);
+      expect(raw).not.toBeNull();
+      expect(raw!.expiresInMs).not.toBeNull();
+      expect(raw!.expiresInMs!).toBeGreaterThan(ttl - CLOCK_MARGIN);
+      expect(raw!.expiresInMs!).toBeLessThanOrEqual(ttl + CLOCK_MARGIN);
+    }
+  };
+
+  /** Check that `key`'s lease ends `lease` after a moment between `before` and `after`. */
+  const expectLease = async (key: string, lease: number, before: number, after: number) => {
+    const record = await store.get(key);
+    expect(record).not.toBeNull();
+    expect(record!.leaseExpiresAt).toBeGreaterThan(before + lease - CLOCK_MARGIN);
+    expect(record!.leaseExpiresAt).toBeLessThan(after + lease + CLOCK_MARGIN);
+  };
+
+  /**
+   * Claim `key` (fingerprint `fp-a`) over a record the claim may take over, with a lease and ttl unlike
+   * any earlier claim's or release's and unlike each other: the record must be the new claim's, with a
+   * lease and an expiry counted from now.
+   */
+  const expectFreshClaim = async (key: string) => {
+    const claim = makeClaim('fp-a', { leaseMs: 2 * LONG, ttlMs: 3 * LONG });
+    const before = Date.now();
+    expect(await store.acquire(key, claim)).toEqual({ acquired: true });
+    const after = Date.now();
+    const record = await store.get(key);
+    expect(record).toMatchObject({
+      state: 'in_flight',
+      fingerprint: 'fp-a',
+      token: claim.token,
+      response: null,
+    });
+    await expectLease(key, 2 * LONG, before, after);
+    await expectExpiry(key, 3 * LONG, before, after);
+    return { claim, record };
+  };
 
   describe(`store conformance: ${options.name}`, () => {
     beforeAll(async () => {
@@ -86,11 +144,13 @@ export function testStore(options: StoreTestOptions): void {
     });
 
     describe('acquire', () => {
-      it('claims an absent key and records it in flight', async () => {
+      it('claims an absent key and records it in flight, with the lease and expiry of the claim', async () => {
         const key = uniqueKey('absent');
-        const claim = makeClaim('fp-a');
+        // Lease and ttl far apart, so that neither can pass for the other.
+        const claim = makeClaim('fp-a', { leaseMs: LONG, ttlMs: 3 * LONG });
         const before = Date.now();
         expect(await store.acquire(key, claim)).toEqual({ acquired: true });
+        const after = Date.now();
         const record = await store.get(key);
         expect(record).toMatchObject({
           state: 'in_flight',
@@ -98,10 +158,8 @@ export function testStore(options: StoreTestOptions): void {
           token: claim.token,
           response: null,
         });
-        // Store clocks may differ a little from this process's clock.
-        expect(record!.leaseExpiresAt).toBeGreaterThan(before + LONG - 5_000);
-        expect(record!.leaseExpiresAt).toBeLessThan(before + LONG + 5_000);
-        expect(record!.expiresAt).toBeGreaterThan(before + LONG - 5_000);
+        await expectLease(key, LONG, before, after);
+        await expectExpiry(key, 3 * LONG, before, after);
       });
 
       it('refuses a second claim and returns the blocking record in the same call', async () => {
@@ -123,6 +181,35 @@ export function testStore(options: StoreTestOptions): void {
           acquired: false,
           record: { fingerprint: 'fp-a', token: first.token },
         });
+      });
+
+      it('writes nothing when it refuses a claim, and returns the record as it is', async () => {
+        // The refused claims ask for other leases and ttls: a store that wrote any of it would show.
+        const refused = (fingerprint: string) =>
+          makeClaim(fingerprint, { leaseMs: 3 * LONG, ttlMs: 4 * LONG });
+        const inFlight = uniqueKey('refused-in-flight');
+        const completed = uniqueKey('refused-completed');
+        const failed = uniqueKey('refused-failed');
+        const claims = [inFlight, completed, failed].map(() =>
+          makeClaim('fp-a', { leaseMs: LONG, ttlMs: 2 * LONG }),
+        );
+        for (const [i, key] of [inFlight, completed, failed].entries())
+          expect(await store.acquire(key, claims[i]!)).toEqual({ acquired: true });
+        expect(await store.complete(completed, claims[1]!.token, makeResponse(), 2 * LONG)).toBe(true);
+        expect(await store.release(failed, claims[2]!.token, 2 * LONG)).toBe(true);
+        const cases: Array<[string, string[]]> = [
+          [inFlight, ['fp-a', 'fp-b']],
+          [completed, ['fp-a', 'fp-b']],
+          [failed, ['fp-b']],
+        ];
+        for (const [key, fingerprints] of cases) {
+          const record = await store.get(key);
+          expect(record).not.toBeNull();
+          for (const fingerprint of fingerprints) {
+            expect(await store.acquire(key, refused(fingerprint))).toEqual({ acquired: false, record });
+          }
+          expect(await store.get(key)).toEqual(record);
+        }
       });
 
       it('lets exactly one of 50 parallel claims on one key win', async () => {
@@ -150,28 +237,51 @@ export function testStore(options: StoreTestOptions): void {
         }
       });
 
-      it('lets the same fingerprint take over after the lease expires, with a new token', async () => {
+      it('lets the same fingerprint take over after the lease expires, with a new token, lease and expiry', async () => {
         const key = uniqueKey('takeover');
-        const first = makeClaim('fp-a', { leaseMs });
+        const first = makeClaim('fp-a', { leaseMs, ttlMs: LONG });
         await store.acquire(key, first);
         expect((await store.acquire(key, makeClaim('fp-a'))).acquired).toBe(false);
         await sleep(leaseMs + 150);
-        const second = makeClaim('fp-a');
-        expect(await store.acquire(key, second)).toEqual({ acquired: true });
-        const record = await store.get(key);
-        expect(record).toMatchObject({ state: 'in_flight', token: second.token });
+        await expectFreshClaim(key);
+      });
+
+      it('lets exactly one of 50 parallel claims take over an expired lease, or the late holder complete', async () => {
+        const key = uniqueKey('parallel-takeover');
+        const first = makeClaim('fp-a', { leaseMs });
+        await store.acquire(key, first);
+        await sleep(leaseMs + 150);
+        const claims = Array.from({ length: 50 }, () => makeClaim('fp-a'));
+        // The holder, late but not yet taken over, completes in the same race: exactly one write wins.
+        const [results, completed] = await Promise.all([
+          Promise.all(claims.map((claim) => store.acquire(key, claim))),
+          store.complete(key, first.token, makeResponse(), LONG),
+        ]);
+        const winners = results.filter((result) => result.acquired);
+        expect(winners.length + (completed ? 1 : 0)).toBe(1);
+        const token = completed ? first.token : claims[results.findIndex((result) => result.acquired)]!.token;
+        for (const result of results) {
+          if (!result.acquired) expect(result.record.token).toBe(token);
+        }
+        expect(await store.get(key)).toMatchObject({
+          state: completed ? 'completed' : 'in_flight',
+          fingerprint: 'fp-a',
+          token,
+        });
       });
 
       it('never lets a different fingerprint take over an expired lease', async () => {
         const key = uniqueKey('no-takeover');
         const first = makeClaim('fp-a', { leaseMs });
         await store.acquire(key, first);
+        const record = await store.get(key);
         await sleep(leaseMs + 150);
         const result = await store.acquire(key, makeClaim('fp-b'));
         expect(result).toMatchObject({
           acquired: false,
           record: { fingerprint: 'fp-a', token: first.token },
         });
+        expect(await store.get(key)).toEqual(record);
       });
 
       it('never takes over a completed record, whatever the fingerprint', async () => {
@@ -195,14 +305,12 @@ export function testStore(options: StoreTestOptions): void {
         await sleep(leaseMs + 150);
         const fresh = makeClaim('fp-a');
         expect((await store.acquire(key, fresh)).acquired).toBe(true);
-        expect(await store.complete(key, stale.token, makeResponse(), LONG)).toBe(false);
-        expect(await store.release(key, stale.token, LONG)).toBe(false);
-        expect(await store.extend(key, stale.token, LONG)).toBe(false);
-        expect(await store.get(key)).toMatchObject({
-          state: 'in_flight',
-          token: fresh.token,
-          response: null,
-        });
+        const record = await store.get(key);
+        expect(record).toMatchObject({ state: 'in_flight', token: fresh.token, response: null });
+        expect(await store.complete(key, stale.token, makeResponse(), 3 * LONG)).toBe(false);
+        expect(await store.release(key, stale.token, 3 * LONG)).toBe(false);
+        expect(await store.extend(key, stale.token, 3 * LONG)).toBe(false);
+        expect(await store.get(key)).toEqual(record);
         expect(await store.complete(key, fresh.token, makeResponse(), LONG)).toBe(true);
       });
 
@@ -231,25 +339,61 @@ export function testStore(options: StoreTestOptions): void {
         expect((await store.get(key))?.response).toEqual(makeResponse());
       });
 
-      it('lets the holder complete after its lease ran out when nobody took over', async () => {
-        const key = uniqueKey('late');
-        const claim = makeClaim('fp-a', { leaseMs });
-        await store.acquire(key, claim);
+      it('lets the holder complete, release or extend after its lease ran out when nobody took over', async () => {
+        const keys = [uniqueKey('late-complete'), uniqueKey('late-release'), uniqueKey('late-extend')];
+        const claims = keys.map(() => makeClaim('fp-a', { leaseMs }));
+        for (const [i, key] of keys.entries()) await store.acquire(key, claims[i]!);
         await sleep(leaseMs + 150);
-        expect(await store.complete(key, claim.token, makeResponse(), LONG)).toBe(true);
+        expect(await store.complete(keys[0]!, claims[0]!.token, makeResponse(), LONG)).toBe(true);
+        expect((await store.get(keys[0]!))?.state).toBe('completed');
+        expect(await store.release(keys[1]!, claims[1]!.token, LONG)).toBe(true);
+        expect((await store.get(keys[1]!))?.state).toBe('failed');
+        // A late heartbeat renews the lease, and the renewed lease is not taken over.
+        expect(await store.extend(keys[2]!, claims[2]!.token, LONG)).toBe(true);
+        expect(await store.acquire(keys[2]!, makeClaim('fp-a'))).toMatchObject({
+          acquired: false,
+          record: { state: 'in_flight', token: claims[2]!.token },
+        });
       });
 
-      it('extends a lease so that it is not taken over', async () => {
+      it('extends a lease to the new length from now, so that it is not taken over, and keeps the expiry', async () => {
         const key = uniqueKey('extend');
-        const claim = makeClaim('fp-a', { leaseMs });
+        // Not extended: shows that the original lease has run out when the extended one is checked.
+        const control = uniqueKey('extend-control');
+        const claim = makeClaim('fp-a', { leaseMs, ttlMs: 3 * LONG });
         await store.acquire(key, claim);
-        for (let i = 0; i < 3; i++) {
-          await sleep(leaseMs / 2);
-          expect(await store.extend(key, claim.token, leaseMs)).toBe(true);
+        await store.acquire(control, makeClaim('fp-a', { leaseMs, ttlMs: 3 * LONG }));
+        const claimed = await store.get(key);
+        await sleep(leaseMs / 2);
+        const before = Date.now();
+        expect(await store.extend(key, claim.token, 2 * LONG)).toBe(true);
+        const after = Date.now();
+        await expectLease(key, 2 * LONG, before, after);
+        expect((await store.get(key))?.expiresAt).toBe(claimed!.expiresAt);
+        await sleep(leaseMs / 2 + 150);
+        expect((await store.acquire(control, makeClaim('fp-a'))).acquired).toBe(true);
+        expect(await store.acquire(key, makeClaim('fp-a'))).toMatchObject({
+          acquired: false,
+          record: { state: 'in_flight', token: claim.token },
+        });
+      });
+
+      it('renews the lease from now, not from its previous end, also to a shorter one, never moving the expiry', async () => {
+        const key = uniqueKey('extend-from-now');
+        const claim = makeClaim('fp-a', { leaseMs: LONG, ttlMs: 4 * LONG });
+        const claimedAt = Date.now();
+        await store.acquire(key, claim);
+        const claimedBy = Date.now();
+        const claimed = await store.get(key);
+        for (const lease of [2 * LONG, 5 * LONG, leaseMs]) {
+          // Longer, then past the record's end (the record still ends at its ttl), then shorter.
+          const before = Date.now();
+          expect(await store.extend(key, claim.token, lease)).toBe(true);
+          const after = Date.now();
+          await expectLease(key, lease, before, after);
+          expect((await store.get(key))?.expiresAt).toBe(claimed!.expiresAt);
+          await expectExpiry(key, 4 * LONG, claimedAt, claimedBy);
         }
-        expect((await store.acquire(key, makeClaim('fp-a'))).acquired).toBe(false);
-        const record = await store.get(key);
-        expect(record?.leaseExpiresAt).toBeGreaterThan(Date.now() + leaseMs / 4 - 1_000);
       });
     });
 
@@ -268,6 +412,31 @@ export function testStore(options: StoreTestOptions): void {
         expect(await store.acquire(key, again)).toEqual({ acquired: true });
         expect(await store.get(key)).toMatchObject({ state: 'in_flight', token: again.token });
         expect(await store.release(key, claim.token, LONG)).toBe(false);
+      });
+
+      it("refuses the holder's complete, release and extend once it released", async () => {
+        const key = uniqueKey('released');
+        const claim = makeClaim('fp-a');
+        await store.acquire(key, claim);
+        expect(await store.release(key, claim.token, LONG)).toBe(true);
+        const record = await store.get(key);
+        expect(await store.complete(key, claim.token, makeResponse(), 2 * LONG)).toBe(false);
+        expect(await store.release(key, claim.token, 2 * LONG)).toBe(false);
+        expect(await store.extend(key, claim.token, 2 * LONG)).toBe(false);
+        expect(await store.get(key)).toEqual(record);
+      });
+
+      it('re-claims a failed record with a fresh token, lease and expiry, and fences the old token', async () => {
+        const key = uniqueKey('reclaim-fresh');
+        const first = makeClaim('fp-a', { leaseMs: LONG, ttlMs: LONG });
+        await store.acquire(key, first);
+        expect(await store.release(key, first.token, 4 * LONG)).toBe(true);
+        const { claim: second, record } = await expectFreshClaim(key);
+        expect(await store.complete(key, first.token, makeResponse(), LONG)).toBe(false);
+        expect(await store.release(key, first.token, LONG)).toBe(false);
+        expect(await store.extend(key, first.token, LONG)).toBe(false);
+        expect(await store.get(key)).toEqual(record);
+        expect(await store.complete(key, second.token, makeResponse(), LONG)).toBe(true);
       });
 
       it('lets exactly one of 50 parallel re-claims of a failed record win', async () => {
@@ -304,11 +473,34 @@ export function testStore(options: StoreTestOptions): void {
 
       it('forgets a failed record after its ttl', async () => {
         const key = uniqueKey('ttl-failed');
-        const claim = makeClaim('fp-a');
-        await store.acquire(key, claim);
-        expect(await store.release(key, claim.token, ttlMs)).toBe(true);
+        // Claimed first, before anything reads it: another fingerprint is no longer blocked.
+        const other = uniqueKey('ttl-failed-claim');
+        for (const k of [key, other]) {
+          const claim = makeClaim('fp-a');
+          await store.acquire(k, claim);
+          expect(await store.release(k, claim.token, ttlMs)).toBe(true);
+        }
         await sleep(ttlMs + 200);
         expect(await store.get(key)).toBeNull();
+        expect(await store.acquire(other, makeClaim('fp-b'))).toEqual({ acquired: true });
+      });
+
+      it("refuses the holder's complete, release and extend once the in-flight record expired, and keeps it gone", async () => {
+        const keys = [
+          uniqueKey('expired-complete'),
+          uniqueKey('expired-release'),
+          uniqueKey('expired-extend'),
+        ];
+        const claims = keys.map(() => makeClaim('fp-a', { leaseMs: ttlMs, ttlMs }));
+        for (const [i, key] of keys.entries()) await store.acquire(key, claims[i]!);
+        await sleep(ttlMs + 200);
+        expect(await store.complete(keys[0]!, claims[0]!.token, makeResponse(), LONG)).toBe(false);
+        expect(await store.release(keys[1]!, claims[1]!.token, LONG)).toBe(false);
+        expect(await store.extend(keys[2]!, claims[2]!.token, LONG)).toBe(false);
+        for (const key of keys) {
+          expect(await store.get(key)).toBeNull();
+          expect(await store.acquire(key, makeClaim('fp-b'))).toEqual({ acquired: true });
+        }
       });
 
       it('sets the record expiry on completion', async () => {
@@ -316,17 +508,19 @@ export function testStore(options: StoreTestOptions): void {
         const claim = makeClaim('fp-a', { ttlMs: LONG });
         await store.acquire(key, claim);
         const before = Date.now();
-        await store.complete(key, claim.token, makeResponse(), 2 * LONG);
-        const record = await store.get(key);
-        expect(record!.expiresAt).toBeGreaterThan(before + 2 * LONG - 5_000);
-        expect(record!.expiresAt).toBeLessThan(before + 2 * LONG + 5_000);
-        if (options.readRaw) {
-          const raw = await options.readRaw(store, key);
-          expect(raw).not.toBeNull();
-          expect(raw!.expiresInMs).not.toBeNull();
-          expect(raw!.expiresInMs!).toBeGreaterThan(2 * LONG - 5_000);
-          expect(raw!.expiresInMs!).toBeLessThanOrEqual(2 * LONG + 5_000);
-        }
+        expect(await store.complete(key, claim.token, makeResponse(), 2 * LONG)).toBe(true);
+        const after = Date.now();
+        await expectExpiry(key, 2 * LONG, before, after);
+      });
+
+      it('sets the record expiry on release', async () => {
+        const key = uniqueKey('ttl-set-failed');
+        const claim = makeClaim('fp-a', { ttlMs: LONG });
+        await store.acquire(key, claim);
+        const before = Date.now();
+        expect(await store.release(key, claim.token, 2 * LONG)).toBe(true);
+        const after = Date.now();
+        await expectExpiry(key, 2 * LONG, before, after);
       });
     });
 
@@ -403,6 +597,19 @@ export function testStore(options: StoreTestOptions): void {
         await store.delete(key);
         await store.delete(key);
         expect(await store.get(key)).toBeNull();
+        for (const settle of ['complete', 'release'] as const) {
+          const settled = uniqueKey(`delete-${settle}`);
+          const holder = makeClaim('fp-a');
+          await store.acquire(settled, holder);
+          expect(
+            settle === 'complete'
+              ? await store.complete(settled, holder.token, makeResponse(), LONG)
+              : await store.release(settled, holder.token, LONG),
+          ).toBe(true);
+          await store.delete(settled);
+          expect(await store.get(settled)).toBeNull();
+          expect(await store.acquire(settled, makeClaim('fp-other'))).toEqual({ acquired: true });
+        }
       });
 
       it('keeps keys that differ in one character independent', async () => {
