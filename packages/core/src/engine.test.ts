@@ -538,6 +538,46 @@ describe('IdempotencyEngine', () => {
       await running;
     });
 
+    it('does not report a lost lease when its complete landed but the answer came too late', async () => {
+      const inner = memoryStore({ cleanupIntervalMs: 0 });
+      const complete = vi.fn(async (key: string, token: string, response: StoredResponse, ttl: number) => {
+        const completed = await inner.complete(key, token, response, ttl);
+        // The first answer is lost on its way back: the engine times out and retries a complete that landed.
+        if (complete.mock.calls.length === 1) await sleep(200);
+        return completed;
+      });
+      const { engine, types } = setup({ store: wrap(inner, { complete }), storeTimeoutMs: 50 });
+      const req = request();
+      await engine.run(req, async () => 'ran', settle);
+      await vi.waitFor(() => expect(complete).toHaveBeenCalledTimes(2), { timeout: 2_000, interval: 10 });
+      await sleep(20);
+      expect(types()).toEqual(['execute', 'store_error']);
+      expect((await engine.run(req, async () => 'again', settle)).replayed).toBe(true);
+    });
+
+    it('still reports a lost lease when another holder took the record over', async () => {
+      const inner = memoryStore({ cleanupIntervalMs: 0 });
+      const req = request();
+      const { engine, types } = setup({ store: inner, leaseMs: 100, heartbeat: false });
+      await engine.run(
+        req,
+        async () => {
+          await sleep(150);
+          expect(
+            await inner.acquire(req.storageKey, {
+              fingerprint: 'fp-a',
+              token: 'other',
+              leaseMs: 10_000,
+              ttlMs: 60_000,
+            }),
+          ).toEqual({ acquired: true });
+          return 'late';
+        },
+        settle,
+      );
+      expect(types()).toEqual(['execute', 'lease_lost']);
+    });
+
     it('fails open on a hanging store too, after the timeout', async () => {
       const { engine } = setup({ store: hangingStore(), failOpen: true, storeTimeoutMs: 50 });
       expect(await engine.run(request(), async () => 'ran', settle)).toMatchObject({ value: 'ran' });

@@ -254,10 +254,26 @@ export class IdempotencyEngine {
   private async release(key: string, token: string, refusalExpected = false): Promise<void> {
     try {
       const released = await this.call('release', key, () => this.store.release(key, token, this.ttlMs));
-      if (!released && !refusalExpected) this.emit({ type: 'lease_lost', key, operation: 'release' });
+      if (!released && !refusalExpected && !(await this.landed(key, token, 'failed')))
+        this.emit({ type: 'lease_lost', key, operation: 'release' });
     } catch (error) {
       // The lease will run out and a retry with the same payload takes over: nothing is lost.
       this.emit({ type: 'store_error', key, operation: 'release', error });
+    }
+  }
+
+  /**
+   * Whether a write of ours that the store refused had landed all the same: the engine retries a
+   * `complete` that timed out after it was written, a client library re-sends a request whose answer was
+   * lost, and the repeat is then refused. Asked only after a refusal, so that a lost lease is reported
+   * when, and only when, it was lost.
+   */
+  private async landed(key: string, token: string, state: 'completed' | 'failed'): Promise<boolean> {
+    try {
+      const record = await this.call('get', key, () => this.store.get(key));
+      return record !== null && record.state === state && record.token === token;
+    } catch {
+      return false;
     }
   }
 
@@ -277,7 +293,8 @@ export class IdempotencyEngine {
       const completed = await this.call('complete', key, () =>
         this.store.complete(key, token, response, this.ttlMs),
       );
-      if (!completed) this.emit({ type: 'lease_lost', key, operation: 'complete' });
+      if (!completed && !(await this.landed(key, token, 'completed')))
+        this.emit({ type: 'lease_lost', key, operation: 'complete' });
       return true;
     } catch (error) {
       this.emit({ type: 'store_error', key, operation: 'complete', error });
