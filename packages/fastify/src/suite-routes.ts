@@ -57,15 +57,11 @@ export async function startSuiteServer(
   });
   server.post('/stream', (_request, reply) => {
     app.record('stream');
-    const stream = new PassThrough();
-    void (async () => {
-      for (const event of app.streamEvents) {
-        stream.write(event);
-        await sleep(10);
-      }
-      stream.end();
-    })();
-    reply.type('text/event-stream').send(stream);
+    reply.type('text/event-stream').send(paced(app.streamEvents, 10));
+  });
+  server.post('/chunks', (_request, reply) => {
+    app.record('chunks');
+    reply.type('application/x-ndjson').send(paced(app.streamChunks, app.chunkIntervalMs));
   });
   server.post('/context', async (request) => {
     app.record('context');
@@ -81,4 +77,17 @@ export async function startSuiteServer(
 
   const url = await server.listen({ port: 0, host: '127.0.0.1' });
   return { url, close: () => server.close() };
+}
+
+/** A stream that writes `chunks` one by one, `intervalMs` apart, then ends. */
+function paced(chunks: readonly string[], intervalMs: number): PassThrough {
+  const stream = new PassThrough();
+  void (async () => {
+    for (const chunk of chunks) {
+      stream.write(chunk);
+      await sleep(intervalMs);
+    }
+    stream.end();
+  })();
+  return stream;
 }

@@ -54,6 +54,16 @@ export async function startHonoApp(options: IdempotencyOptions, app: TestApp): P
       }
     });
   });
+  hono.post('/chunks', (c) => {
+    app.record('chunks');
+    c.header('Content-Type', 'application/x-ndjson');
+    return stream(c, async (out) => {
+      for (const chunk of app.streamChunks) {
+        await out.write(chunk);
+        await out.sleep(app.chunkIntervalMs);
+      }
+    });
+  });
   hono.post('/context', (c) => {
     app.record('context');
     const context = c.get('idempotency');

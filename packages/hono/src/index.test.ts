@@ -1,5 +1,7 @@
 import { memoryStore } from '@idem/memory';
 import { Hono } from 'hono';
+import { stream, streamText } from 'hono/streaming';
+import { validator } from 'hono/validator';
 import { describe, expect, it } from 'vitest';
 import { type IdempotencyOptions, type IdempotencyVariables, idempotency } from './index.js';
 
@@ -12,6 +14,18 @@ function appWith(options: Partial<IdempotencyOptions> = {}) {
     await next();
   });
   return { app, runs: () => runs, count: () => ++runs, options: { store: memoryStore(), ...options } };
+}
+
+/** Read a body, noting when each chunk arrived. */
+async function readTimed(body: ReadableStream<Uint8Array>) {
+  const decoder = new TextDecoder();
+  const reader = body.getReader();
+  const chunks: Array<{ at: number; text: string }> = [];
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return chunks;
+    chunks.push({ at: Date.now(), text: decoder.decode(value) });
+  }
 }
 
 const post = (key: string, body: BodyInit, type = 'application/json') => ({
@@ -34,6 +48,109 @@ describe('@idem/hono', () => {
     expect(await form.json()).toEqual({ a: '1', b: 'two' });
     const bytes = await app.request('/bytes', post('k3', new Uint8Array(300), 'application/octet-stream'));
     expect(await bytes.json()).toEqual({ length: 300 });
+  });
+
+  it('leaves forms to c.req.parseBody(), c.req.formData() and validators, even where Hono cannot derive them', async () => {
+    const { app, options } = appWith();
+    app.use(idempotency(options));
+    const seeded: string[][] = [];
+    app.post('/parse', async (c) => {
+      // Hono before 4.13.8 derives any form it does not hold from the first one it holds, without the
+      // Content-Type (a 500): the form must be held already.
+      seeded.push(Object.keys(c.req.bodyCache));
+      return c.json(await c.req.parseBody());
+    });
+    app.post('/form-data', async (c) => c.json(Object.fromEntries(await c.req.formData())));
+    app.post(
+      '/validated',
+      validator('form', (value) => value),
+      (c) => c.json(c.req.valid('form')),
+    );
+
+    // A browser's boundary has capitals, which must reach the parser as sent.
+    const boundary = '----WebKitFormBoundaryAbC7xYz';
+    const type = `multipart/form-data; boundary=${boundary}`;
+    const part = (name: string, value: string) =>
+      `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+    const body = `${part('item', 'book')}${part('note', 'caf\u00e9')}--${boundary}--\r\n`;
+    for (const path of ['/parse', '/form-data', '/validated']) {
+      const response = await app.request(path, post(`m${path}`, body, type));
+      expect(response.status, path).toBe(200);
+      expect(await response.json()).toEqual({ item: 'book', note: 'caf\u00e9' });
+      const urlencoded = await app.request(
+        path,
+        post(`u${path}`, 'a=1&b=two', 'application/x-www-form-urlencoded'),
+      );
+      expect(await urlencoded.json()).toEqual({ a: '1', b: 'two' });
+    }
+    expect(seeded).toEqual([
+      ['arrayBuffer', 'formData'],
+      ['arrayBuffer', 'formData'],
+    ]);
+    // A malformed form is left to Hono, as without idem (the validator's 400).
+    const malformed = await app.request(
+      '/validated',
+      post('bad', 'not a form', 'multipart/form-data; boundary=x'),
+    );
+    expect(malformed.status).toBe(400);
+  });
+
+  it('streams a response token by token (streamText), and stores it once it ended', async () => {
+    const { app, options, count, runs } = appWith();
+    app.use(idempotency(options));
+    const tokens = ['one ', 'two ', 'three ', 'four ', 'five'];
+    app.post('/tokens', (c) => {
+      count();
+      return streamText(c, async (out) => {
+        for (const [i, token] of tokens.entries()) {
+          if (i > 0) await out.sleep(150);
+          await out.write(token);
+        }
+      });
+    });
+
+    const started = Date.now();
+    const response = await app.request('/tokens', post('t1', '{}'));
+    const arrivals = await readTimed(response.body!);
+    expect(arrivals.map((chunk) => chunk.text).join('')).toBe(tokens.join(''));
+    // The tokens are written 150 ms apart: the first arrived alone, well before the last.
+    expect(arrivals[0]!.text).toBe('one ');
+    expect(arrivals[0]!.at - started).toBeLessThan(400);
+    expect(arrivals.at(-1)!.at - arrivals[0]!.at).toBeGreaterThanOrEqual(300);
+    const replay = await app.request('/tokens', post('t1', '{}'));
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect(await replay.text()).toBe(tokens.join(''));
+    expect(runs()).toBe(1);
+  });
+
+  it('completes without a body when the client cancels mid-stream: a retry gets 410, never a second run', async () => {
+    const { app, options, count, runs } = appWith();
+    app.use(idempotency(options));
+    let aborted = false;
+    app.post('/endless', (c) => {
+      count();
+      c.header('Content-Type', 'application/x-ndjson');
+      return stream(c, async (out) => {
+        out.onAbort(() => {
+          aborted = true;
+        });
+        for (let i = 0; !out.aborted; i++) {
+          await out.write(`{"n":${i}}\n`);
+          await out.sleep(20);
+        }
+      });
+    });
+
+    const reader = (await app.request('/endless', post('e1', '{}'))).body!.getReader();
+    await reader.read();
+    await reader.read();
+    await reader.cancel();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(aborted).toBe(true);
+    const retry = await app.request('/endless', post('e1', '{}'));
+    expect(retry.status).toBe(410);
+    expect(await retry.json()).toMatchObject({ code: 'response_not_stored', reason: 'streaming' });
+    expect(runs()).toBe(1);
   });
 
   it('takes the body from Hono’s cache when an earlier middleware already read it', async () => {

@@ -3,6 +3,7 @@ import {
   createIdempotencyHandler,
   type HttpIdempotencyOptions,
   type HttpRequest,
+  handleOrStream,
   type IdempotencyContext,
   type IncomingBody,
   isJsonContentType,
@@ -62,23 +63,28 @@ export function idempotency(options: IdempotencyOptions): MiddlewareHandler<Idem
     const errorBefore = c.error;
     let thrown: Error | undefined;
     try {
-      const result = await layer.handle(request, async (context) => {
-        c.set('idempotency', context);
-        await next();
-        // Hono has already turned a thrown error into its error response; the record is released
-        // (by rejecting) so that a retry runs again, and the error response stands.
-        if (c.error !== undefined && c.error !== errorBefore) {
-          thrown = c.error;
-          throw c.error;
-        }
-        const { captured, response } = await captureWebResponse(c.res, layer.maxResponseBytes);
-        if (response !== c.res) {
-          // Cleared first, so that Hono does not merge the old response's headers into the new one.
-          c.res = undefined;
-          c.res = response;
-        }
-        return captured;
-      });
+      // A streamed response goes out at once (the middleware returns); its end waits for the record.
+      const result = await handleOrStream((streaming) =>
+        layer.handle(request, async (context) => {
+          c.set('idempotency', context);
+          await next();
+          // Hono has already turned a thrown error into its error response; the record is released
+          // (by rejecting) so that a retry runs again, and the error response stands.
+          if (c.error !== undefined && c.error !== errorBefore) {
+            thrown = c.error;
+            throw c.error;
+          }
+          const capture = await captureWebResponse(c.res, layer.maxResponseBytes);
+          if (capture.response !== c.res) {
+            // Cleared first, so that Hono does not merge the old response's headers into the new one.
+            c.res = undefined;
+            c.res = capture.response;
+          }
+          if (capture.streaming) streaming(capture);
+          return capture.captured;
+        }),
+      );
+      if ('streaming' in result) return;
       if (result.action === 'respond') {
         // Through c.newResponse, so that headers earlier middleware prepared (c.header) are kept; the
         // body as bytes, not a stream, so that the server can send it in one write with its
@@ -144,6 +150,8 @@ function readIncoming(incoming: IncomingBody, limit: number): Promise<Uint8Array
   });
 }
 
+const FORM_TYPE = /^\s*(multipart\/form-data|application\/x-www-form-urlencoded)\s*(;|$)/i;
+
 // As Body#text() decodes: UTF-8, a leading BOM dropped, invalid bytes replaced.
 const utf8 = new TextDecoder();
 
@@ -185,6 +193,14 @@ class HonoHttpRequest implements HttpRequest {
     const type = this.web.header('content-type');
     if (isJsonContentType(type) || type?.trimStart().toLowerCase().startsWith('text/')) {
       cache.text = Promise.resolve(utf8.decode(bytes));
+    } else if (type && FORM_TYPE.test(type)) {
+      // Hono before 4.13.8 derives a form from the cached bytes without the request's Content-Type,
+      // and fails (c.req.parseBody(), c.req.formData(): 500): the form is cached too. A malformed one
+      // is left to Hono, which answers it as it would without idem.
+      try {
+        const form = await new Response(buffer, { headers: { 'content-type': type } }).formData();
+        (cache as { formData?: Promise<FormData> }).formData = Promise.resolve(form);
+      } catch {}
     }
     return bytes;
   }

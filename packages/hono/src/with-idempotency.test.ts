@@ -63,6 +63,20 @@ async function startWebHandler(options: HttpIdempotencyOptions, app: TestApp): P
         });
         return new Response(body, { headers: { 'Content-Type': 'text/event-stream' } });
       }
+      case 'POST /chunks': {
+        app.record('chunks');
+        const encoder = new TextEncoder();
+        const chunks = [...app.streamChunks];
+        const body = new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            const chunk = chunks.shift();
+            if (chunk === undefined) return controller.close();
+            controller.enqueue(encoder.encode(chunk));
+            await new Promise((resolve) => setTimeout(resolve, app.chunkIntervalMs));
+          },
+        });
+        return new Response(body, { headers: { 'Content-Type': 'application/x-ndjson' } });
+      }
       case 'POST /context':
         app.record('context');
         return json({

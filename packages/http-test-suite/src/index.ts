@@ -3,7 +3,9 @@ export { slowCompleting } from './slow-store.js';
 export { type HttpBindingTestOptions, type SuiteCases, testHttpBinding } from './suite.js';
 export {
   bigBody,
+  CHUNK_INTERVAL_MS,
   createTestApp,
+  STREAM_CHUNKS,
   STREAM_EVENTS,
   type TestApp,
   type TestRoute,

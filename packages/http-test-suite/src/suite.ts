@@ -10,7 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { slowCompleting } from './slow-store.js';
 import {
   bigBody,
+  CHUNK_INTERVAL_MS,
   createTestApp,
+  STREAM_CHUNKS,
   STREAM_EVENTS,
   type TestApp,
   type TestRoute,
@@ -464,6 +466,48 @@ export function testHttpBinding(options: HttpBindingTestOptions): void {
         const problem = expectProblem(retry, 'response_not_stored', 410);
         expect(problem['reason']).toBe('streaming');
         expect(s.app.executions('stream')).toBe(before + 1);
+      });
+
+      it('streams a response that is not an event stream chunk by chunk as it is written, and runs it once', async () => {
+        const key = newKey('chunks');
+        const before = s.app.executions('chunks');
+        const response = await fetch(`${s.server.url}/chunks`, {
+          method: 'POST',
+          headers: { 'idempotency-key': key },
+        });
+        expect(response.status, 'the binding serves POST /chunks (see the README)').toBe(200);
+        expect(response.headers.get('content-type')).toMatch(/^application\/x-ndjson/);
+        const decoder = new TextDecoder();
+        const reader = response.body!.getReader();
+        const arrivals: Array<{ at: number; text: string }> = [];
+        let text = '';
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          text += decoder.decode(value, { stream: true });
+          arrivals.push({ at: Date.now(), text });
+        }
+        const whole = STREAM_CHUNKS.join('');
+        expect(text).toBe(whole);
+        // The first chunk came alone, well before the last (written 4 intervals later): a binding that
+        // buffers the stream delivers everything at once.
+        const first = arrivals[0]!;
+        const last = arrivals[arrivals.length - 1]!;
+        expect(first.text.length).toBeLessThan(whole.length);
+        expect(arrivals.length).toBeGreaterThanOrEqual(3);
+        expect(last.at - first.at).toBeGreaterThanOrEqual(CHUNK_INTERVAL_MS * 2);
+        expect(s.app.executions('chunks')).toBe(before + 1);
+
+        // Stored whole (it fits in maxResponseBytes) and replayed, or not stored (410): never run again.
+        const retry = await send(s.server, '/chunks', { key });
+        if (retry.status === 410) {
+          expect(expectProblem(retry, 'response_not_stored', 410)['reason']).toBe('streaming');
+        } else {
+          expect(retry.status).toBe(200);
+          expect(retry.headers.get('idempotent-replayed')).toBe('true');
+          expect(retry.text).toBe(whole);
+        }
+        expect(s.app.executions('chunks')).toBe(before + 1);
       });
     });
 

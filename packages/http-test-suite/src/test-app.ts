@@ -13,6 +13,7 @@ export type TestRoute =
   | 'throw'
   | 'big'
   | 'stream'
+  | 'chunks'
   | 'get'
   | 'context';
 
@@ -38,6 +39,10 @@ export interface TestApp {
   bigBody(bytes: number): Uint8Array;
   /** For `POST /stream`: the events to write, one chunk each, in order (about 10 ms apart). */
   readonly streamEvents: readonly string[];
+  /** For `POST /chunks`: the NDJSON lines to write, one chunk each, in order, `chunkIntervalMs` apart. */
+  readonly streamChunks: readonly string[];
+  /** For `POST /chunks`: the pause after each chunk (ms). */
+  readonly chunkIntervalMs: number;
   /** For `POST /throw`: the message of the error to throw. */
   readonly throwMessage: string;
 }
@@ -55,6 +60,14 @@ export const STREAM_EVENTS: readonly string[] = Object.freeze([
   'event: order\ndata: {"step":2}\n\n',
   'event: order\ndata: {"step":3}\n\n',
 ]);
+
+/** The lines of `POST /chunks` (NDJSON, `application/x-ndjson`): a stream that is not an event stream. */
+export const STREAM_CHUNKS: readonly string[] = Object.freeze(
+  Array.from({ length: 5 }, (_, i) => `{"token":${i + 1},"text":"part ${i + 1}"}\n`),
+);
+
+/** The pause after each chunk of `POST /chunks`. */
+export const CHUNK_INTERVAL_MS = 150;
 
 /** Creates a fresh recorder (the suite does this for every `start`; bindings rarely need it). */
 export function createTestApp(): TestApp {
@@ -74,6 +87,8 @@ export function createTestApp(): TestApp {
     },
     bigBody,
     streamEvents: STREAM_EVENTS,
+    streamChunks: STREAM_CHUNKS,
+    chunkIntervalMs: CHUNK_INTERVAL_MS,
     throwMessage: 'the route failed on purpose',
   };
 }

@@ -15,10 +15,13 @@ export type {
 } from './types.js';
 export {
   captureWebResponse,
+  handleOrStream,
   isNullBodyStatus,
   readBodyWithLimit,
+  type StreamingCapture,
   toWebResponse,
   type WebHandler,
+  type WebResponseCapture,
   webHttpRequest,
   withBody,
   withIdempotency,

@@ -1,7 +1,14 @@
 import { IdempotencyError } from '../errors.js';
+import type { OmittedBody } from '../store.js';
 import { concatBytes } from './bytes.js';
 import { createIdempotencyHandler, type HttpIdempotencyOptions } from './handler.js';
-import type { CapturedResponse, HttpRequest, HttpResponse, IdempotencyContext } from './types.js';
+import type {
+  CapturedResponse,
+  HandleResult,
+  HttpRequest,
+  HttpResponse,
+  IdempotencyContext,
+} from './types.js';
 
 /**
  * Read a Web body stream up to `limit` bytes.
@@ -30,7 +37,7 @@ export async function readBodyWithLimit(
 
 /** An {@link HttpRequest} over a Web `Request`; the body read is kept for the route in `bodyBytes()`. */
 export function webHttpRequest(request: Request): HttpRequest & { bodyBytes(): Uint8Array | null } {
-  return new WebHttpRequest(request);
+  return new WebHttpRequest(request, false);
 }
 
 // A class rather than an object of closures: one is built per request.
@@ -39,7 +46,11 @@ class WebHttpRequest implements HttpRequest {
   readonly path: string;
   private bytes: Uint8Array | null = null;
 
-  constructor(private readonly request: Request) {
+  /** `keepBody`: read a clone's body, so that the request itself stays readable for the route. */
+  constructor(
+    private readonly request: Request,
+    private readonly keepBody: boolean,
+  ) {
     this.method = request.method;
     this.path = pathOf(request.url);
   }
@@ -49,7 +60,9 @@ class WebHttpRequest implements HttpRequest {
   }
 
   async body(limit: number): Promise<Uint8Array> {
-    this.bytes = await readBodyWithLimit(this.request.body, limit);
+    const { request } = this;
+    const source = this.keepBody && request.body !== null ? request.clone() : request;
+    this.bytes = await readBodyWithLimit(source.body, limit);
     return this.bytes;
   }
 
@@ -77,7 +90,11 @@ export function pathOf(url: string): string {
   return path;
 }
 
-/** A Web `Request` equal to `request` but with an already-read body. */
+/**
+ * A plain Web `Request` with the method, URL, headers and signal of `request` and an already-read
+ * body. What the runtime adds to its requests (`cf` on Workers, `NextRequest`'s fields) is not
+ * carried over: {@link withIdempotency} hands the route the original request instead.
+ */
 export function withBody(request: Request, body: Uint8Array | null): Request {
   const hasBody = body !== null && request.method !== 'GET' && request.method !== 'HEAD';
   return new Request(request.url, {
@@ -89,14 +106,36 @@ export function withBody(request: Request, body: Uint8Array | null): Request {
 }
 
 /**
- * Capture a Web `Response` for storing, without changing what the client receives: a body up to
- * `maxBytes` is buffered and returned in a fresh response; an event stream, or a body announced or
- * found larger than `maxBytes`, is passed through as a stream and captured without its body.
+ * A route's `Response` as {@link captureWebResponse} captured it. Send `response` in either case:
+ * - `streaming: false`: the body was complete when the route returned it (bytes, a string, a stream
+ *   that had already ended), and `captured` holds it. Send `response` once the record is stored.
+ * - `streaming: true`: the body is still being produced. Send `response` at once: its body reaches the
+ *   client chunk by chunk as the route writes it, while up to `maxBytes` of it are kept. `captured`
+ *   settles when the route's body ends (body kept, or omitted when over `maxBytes` or an event
+ *   stream), or when the client cancels it (omitted: the route ran, and a retry must not run it
+ *   again); it rejects when the route's body fails. The end of `response` is held until `flush` is
+ *   called, which the caller does once the record is completed or released, so that a client who got
+ *   the whole response and retries gets its replay, never "in flight".
  */
-export async function captureWebResponse(
-  response: Response,
-  maxBytes: number,
-): Promise<{ captured: CapturedResponse; response: Response }> {
+export type WebResponseCapture =
+  | { streaming: false; response: Response; captured: CapturedResponse }
+  | {
+      streaming: true;
+      response: Response;
+      captured: Promise<CapturedResponse>;
+      /** End the response (the record was completed or released), or fail it with `error`. */
+      flush(error?: unknown): void;
+    };
+
+/**
+ * Capture a Web `Response` for storing without changing what the client receives (see
+ * {@link WebResponseCapture}). A body that is already complete is captured at once; any other body
+ * (a stream still being written, an event stream, a body announced larger than `maxBytes`) is passed
+ * through chunk by chunk and captured as it goes. A body over `maxBytes` is never kept truncated: it is
+ * captured without its body (`omitted: 'too_large'`).
+ */
+export async function captureWebResponse(response: Response, maxBytes: number): Promise<WebResponseCapture> {
+  const held = heldBody(response);
   const headers = [...response.headers.entries()];
   if (response.headers.has('set-cookie')) {
     // Headers#entries folds cookies into one value; keep them separate like the client gets them.
@@ -107,41 +146,250 @@ export async function captureWebResponse(
       ...response.headers.getSetCookie().map((value) => ['set-cookie', value] as [string, string]),
     );
   }
-  const base = { status: response.status, headers };
-  const type = response.headers.get('content-type') ?? '';
-  const announced = Number(response.headers.get('content-length') ?? 0);
-  if (response.body === null) return { captured: { ...base, body: new Uint8Array(0) }, response };
-  if (type.toLowerCase().startsWith('text/event-stream')) {
-    return { captured: { ...base, body: null, omitted: 'streaming' }, response };
+  const head = { status: response.status, headers };
+  if (typeof held === 'string' || held instanceof Uint8Array) {
+    // Sent as it is: the response was not touched.
+    return { streaming: false, response, captured: completeBody(head, held, maxBytes) };
   }
-  if (announced > maxBytes) return { captured: { ...base, body: null, omitted: 'too_large' }, response };
+  const lightweight = held !== undefined;
+  const body = held instanceof ReadableStream ? held : response.body;
+  if (body === null) return { streaming: false, response, captured: { ...head, body: new Uint8Array(0) } };
+  const type = response.headers.get('content-type') ?? '';
+  const omitted: OmittedBody | undefined = type.toLowerCase().startsWith('text/event-stream')
+    ? 'streaming'
+    : Number(response.headers.get('content-length') ?? 0) > maxBytes
+      ? 'too_large'
+      : undefined;
+  const reader = body.getReader();
+  if (omitted !== undefined)
+    return streamed(response, new StreamedBody(head, reader, maxBytes, omitted), lightweight);
 
-  const reader = response.body.getReader();
+  // What the stream holds before the event loop turns: a body built whole (Response from bytes or a
+  // string) has ended by then, a stream the route still writes has not. Past maxBytes it streams on.
   const chunks: Uint8Array[] = [];
   let length = 0;
+  const turn = nextTurn();
   for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    length += value.length;
+    const pending = reader.read();
+    const next = await Promise.race([pending, turn]);
+    if (next === undefined) {
+      return streamed(
+        response,
+        new StreamedBody(head, reader, maxBytes, undefined, chunks, pending),
+        lightweight,
+      );
+    }
+    if (next.done) break;
+    const chunk = next.value;
+    if (!(chunk instanceof Uint8Array)) {
+      chunks.push(chunk);
+      return streamed(response, new StreamedBody(head, reader, maxBytes, 'streaming', chunks), lightweight);
+    }
+    chunks.push(chunk);
+    length += chunk.length;
     if (length > maxBytes) {
-      // Too large after all: hand the client what was read, then the rest, untouched.
-      const stream = new ReadableStream<Uint8Array>({
-        start(controller) {
-          for (const chunk of chunks) controller.enqueue(chunk);
-        },
-        async pull(controller) {
-          const next = await reader.read();
-          if (next.done) controller.close();
-          else controller.enqueue(next.value);
-        },
-        cancel: (reason) => reader.cancel(reason),
-      });
-      return { captured: { ...base, body: null, omitted: 'too_large' }, response: rebuild(response, stream) };
+      return streamed(response, new StreamedBody(head, reader, maxBytes, 'too_large', chunks), lightweight);
     }
   }
-  const body = concat(chunks, length);
-  return { captured: { ...base, body }, response: rebuild(response, body as Uint8Array<ArrayBuffer>) };
+  const bytes = concat(chunks, length);
+  return {
+    streaming: false,
+    response: rebuild(response, bytes as Uint8Array<ArrayBuffer>, lightweight),
+    captured: { ...head, body: bytes },
+  };
+}
+
+type Head = Pick<CapturedResponse, 'status' | 'headers'>;
+
+const encoder = new TextEncoder();
+
+function completeBody(head: Head, body: string | Uint8Array, maxBytes: number): CapturedResponse {
+  // UTF-8 takes at least one byte per UTF-16 unit.
+  if (body.length > maxBytes) return { ...head, body: null, omitted: 'too_large' };
+  // Bytes are copied: the route may reuse its buffer once the response is sent.
+  const bytes = typeof body === 'string' ? encoder.encode(body) : body.slice();
+  if (bytes.length > maxBytes) return { ...head, body: null, omitted: 'too_large' };
+  return { ...head, body: bytes };
+}
+
+function streamed(response: Response, body: StreamedBody, lightweight: boolean): WebResponseCapture {
+  return {
+    streaming: true,
+    response: rebuild(response, body.stream, lightweight),
+    captured: body.captured,
+    flush: (error) => body.flush(error),
+  };
+}
+
+/**
+ * The body of @hono/node-server's `Response` (its global `Response` on Node), which keeps what the
+ * route gave it under a symbol and builds a real Web `Response` only when asked for one (`body`,
+ * `statusText`, ...): that costs more than the rest of idem's work. Found by duck typing, as core
+ * imports nothing, and only for a `Response` class whose layout was checked (see
+ * {@link heldBodySymbol}); `undefined` for any other `Response`.
+ */
+function heldBody(response: Response): string | Uint8Array | ReadableStream<Uint8Array> | undefined {
+  const symbol = heldBodySymbol(response.constructor);
+  if (symbol === null) return undefined;
+  const cache = (response as unknown as Record<symbol, unknown>)[symbol];
+  if (!Array.isArray(cache)) return undefined;
+  const body: unknown = cache[1];
+  if (typeof body === 'string' || body instanceof Uint8Array || body instanceof ReadableStream) return body;
+  return undefined;
+}
+
+const heldBodySymbols = new WeakMap<object, symbol | null>();
+
+/**
+ * The symbol under which responses of this class keep `[status, body, headers]`, or `null`. Checked
+ * once per class on a probe response of a known status and body, so that a release of
+ * @hono/node-server that keeps its cache another way is read through the public API rather than
+ * misread: a wrong body stored would be replayed for a whole ttl.
+ */
+function heldBodySymbol(type: unknown): symbol | null {
+  if (typeof type !== 'function') return null;
+  let symbol = heldBodySymbols.get(type);
+  if (symbol === undefined) {
+    symbol = null;
+    try {
+      const probe = new (type as typeof Response)('idem probe', { status: 299 });
+      const found = Object.getOwnPropertySymbols(probe).find((key) => key.description === 'cache');
+      const cache = found === undefined ? undefined : (probe as unknown as Record<symbol, unknown>)[found];
+      if (Array.isArray(cache) && cache[0] === 299 && cache[1] === 'idem probe') symbol = found!;
+    } catch {
+      // Not a Response constructor after all.
+    }
+    heldBodySymbols.set(type, symbol);
+  }
+  return symbol;
+}
+
+let turn: Promise<undefined> | null = null;
+
+/** Resolves once the event loop has turned (a timer has run); one timer for all callers meanwhile. */
+function nextTurn(): Promise<undefined> {
+  turn ??= new Promise((resolve) =>
+    setTimeout(() => {
+      turn = null;
+      resolve(undefined);
+    }, 0),
+  );
+  return turn;
+}
+
+/**
+ * A route's body passed through to the client chunk by chunk, as the client reads it, and captured up
+ * to `maxBytes` on the way. Its end waits for {@link StreamedBody.flush}.
+ */
+class StreamedBody {
+  readonly stream: ReadableStream<Uint8Array>;
+  readonly captured: Promise<CapturedResponse>;
+  private controller!: ReadableStreamDefaultController<Uint8Array>;
+  private settle!: (captured: CapturedResponse) => void;
+  private abort!: (error: unknown) => void;
+  private state: 'reading' | 'ended' | 'cancelled' | 'failed' | 'closed' = 'reading';
+  private flushed = false;
+  private failure: unknown;
+  private chunks: Uint8Array[];
+  private length = 0;
+
+  constructor(
+    private readonly head: Head,
+    private readonly reader: ReadableStreamDefaultReader<Uint8Array>,
+    private readonly maxBytes: number,
+    private omitted: OmittedBody | undefined,
+    prefix: Uint8Array[] = [],
+    private pending?: Promise<ReadableStreamReadResult<Uint8Array>>,
+  ) {
+    this.captured = new Promise((resolve, reject) => {
+      this.settle = resolve;
+      this.abort = reject;
+    });
+    const chunks: Uint8Array[] = omitted === undefined ? prefix : [];
+    for (const chunk of chunks) this.length += chunk.length;
+    this.chunks = chunks;
+    this.stream = new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          this.controller = controller;
+          for (const chunk of prefix) controller.enqueue(chunk);
+        },
+        pull: () => this.pull(),
+        cancel: (reason) => this.cancel(reason),
+      },
+      // Read from the route only as the client reads, as without idem.
+      { highWaterMark: 0 },
+    );
+  }
+
+  /** The record was completed or released: let the end through (or fail the response with `error`). */
+  flush(error?: unknown): void {
+    this.flushed = true;
+    const { state } = this;
+    if (state === 'cancelled' || state === 'closed') return;
+    if (state === 'ended' && error === undefined) {
+      this.state = 'closed';
+      this.controller.close();
+    } else if (state === 'failed' || error !== undefined) {
+      this.state = 'closed';
+      this.controller.error(state === 'failed' ? this.failure : error);
+      if (state === 'reading') void this.reader.cancel(error).catch(() => {});
+    }
+  }
+
+  private async pull(): Promise<void> {
+    let next: ReadableStreamReadResult<Uint8Array>;
+    try {
+      next = await (this.pending ?? this.reader.read());
+    } catch (error) {
+      this.pending = undefined;
+      if (this.state !== 'reading') return;
+      // The route's body failed: the route failed, its record is released. The client's response
+      // fails once that is done.
+      this.state = 'failed';
+      this.failure = error;
+      this.abort(error);
+      if (this.flushed) this.flush();
+      return;
+    }
+    this.pending = undefined;
+    if (this.state !== 'reading') return;
+    if (next.done) {
+      this.state = 'ended';
+      const { head, omitted } = this;
+      this.settle(
+        omitted === undefined
+          ? { ...head, body: concat(this.chunks, this.length) }
+          : { ...head, body: null, omitted },
+      );
+      if (this.flushed) this.flush();
+      return;
+    }
+    this.collect(next.value);
+    this.controller.enqueue(next.value);
+  }
+
+  private collect(chunk: unknown): void {
+    if (this.omitted !== undefined) return;
+    if (!(chunk instanceof Uint8Array)) {
+      this.omitted = 'streaming';
+    } else {
+      this.length += chunk.length;
+      if (this.length > this.maxBytes) this.omitted = 'too_large';
+      else this.chunks.push(chunk);
+    }
+    if (this.omitted !== undefined) this.chunks = [];
+  }
+
+  private async cancel(reason: unknown): Promise<void> {
+    if (this.state !== 'reading') return;
+    // The client went away mid-body. The route ran: the record completes without a body, so that a
+    // retry is told so instead of running it again.
+    this.state = 'cancelled';
+    this.settle({ ...this.head, body: null, omitted: this.omitted ?? 'streaming' });
+    this.chunks = [];
+    await this.reader.cancel(reason).catch(() => {});
+  }
 }
 
 /**
@@ -168,9 +416,40 @@ export type WebHandler = (
   context: IdempotencyContext | null,
 ) => Response | Promise<Response>;
 
+/** A {@link WebResponseCapture} of a body still being written. */
+export type StreamingCapture = WebResponseCapture & { streaming: true };
+
+/**
+ * The layer's answer to a request, or the route's response as soon as it turns out to be streaming,
+ * whichever comes first. `handle` runs `layer.handle(...)`, and its route calls `streaming` with a
+ * streaming capture: that response is to be sent at once, and its end goes out once the layer has
+ * completed or released the record (failed with the layer's error, if it threw).
+ */
+export function handleOrStream(
+  handle: (streaming: (capture: StreamingCapture) => void) => Promise<HandleResult>,
+): Promise<HandleResult | StreamingCapture> {
+  return new Promise((resolve, reject) => {
+    let handled: Promise<HandleResult> | undefined;
+    const streaming = (capture: StreamingCapture) => {
+      resolve(capture);
+      // A microtask later, `handled` exists even if the route ran before `handle` returned.
+      void Promise.resolve()
+        .then(() => handled)
+        .then(
+          () => capture.flush(),
+          (error: unknown) => capture.flush(error),
+        );
+    };
+    handled = handle(streaming);
+    handled.then(resolve, reject);
+  });
+}
+
 /**
  * Make any `(Request) => Promise<Response>` handler idempotent: Deno.serve, Bun.serve, Workers,
- * Next.js route handlers, or anything else built on Web `Request`/`Response`.
+ * Next.js route handlers, or anything else built on Web `Request`/`Response`. The handler gets the
+ * request it was called with (its own class and fields, e.g. `cf` on Workers or a `NextRequest`),
+ * body unread: idem reads a clone's. A streamed response reaches the client as it is written.
  */
 export function withIdempotency(
   handler: WebHandler,
@@ -179,29 +458,28 @@ export function withIdempotency(
   const layer = createIdempotencyHandler(options);
   return async (request) => {
     if (!layer.covers(request.method)) return handler(request, null);
-    const http = webHttpRequest(request);
+    const http = new WebHttpRequest(request, true);
     let sent: Response | undefined;
-    const result = await layer.handle(http, async (context) => {
-      const captured = await captureWebResponse(
-        await handler(withBody(request, http.bodyBytes()), context),
-        layer.maxResponseBytes,
-      );
-      sent = captured.response;
-      return captured.captured;
-    });
-    if (result.action === 'respond') return toWebResponse(result.response);
-    if (result.action === 'next')
-      return handler(http.bodyBytes() === null ? request : withBody(request, http.bodyBytes()), null);
+    const outcome = await handleOrStream((streaming) =>
+      layer.handle(http, async (context) => {
+        const capture = await captureWebResponse(await handler(request, context), layer.maxResponseBytes);
+        sent = capture.response;
+        if (capture.streaming) streaming(capture);
+        return capture.captured;
+      }),
+    );
+    if ('streaming' in outcome) return outcome.response;
+    if (outcome.action === 'respond') return toWebResponse(outcome.response);
+    if (outcome.action === 'next') return handler(request, null);
     return sent!;
   };
 }
 
-function rebuild(response: Response, body: BodyInit): Response {
-  return new Response(body, {
-    status: response.status,
-    statusText: response.statusText,
-    headers: response.headers,
-  });
+/** `response` with another body; `lightweight`: @hono/node-server's, whose `statusText` builds a Response. */
+function rebuild(response: Response, body: BodyInit, lightweight: boolean): Response {
+  const init: ResponseInit = { status: response.status, headers: response.headers };
+  if (!lightweight) init.statusText = response.statusText;
+  return new Response(body, init);
 }
 
 /** One chunk as it is (the reader's own), several joined. */
