@@ -1,5 +1,6 @@
 import { IdempotencyEngine, isIdempotencyError, type StoredResponse } from '@idem/core';
 import { makeClaim, makeResponse, uniqueKey } from '@idem/store-test-suite';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type PostgresStore, postgresStore } from './index.js';
 import { TcpForwarder } from './tcp-forwarder.fixture.js';
@@ -20,6 +21,7 @@ const runOnce = (engine: IdempotencyEngine, key = uniqueKey('run')) =>
     async () => 'ran',
     () => response,
   );
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const failureOf = (promise: Promise<unknown>) =>
   promise.then(
     () => {
@@ -152,5 +154,33 @@ describe('statement timeout', () => {
       await expect(store.extend(key, claim.token, 60_000)).rejects.toThrow(/timeout/i);
     });
     expect(await store.extend(key, claim.token, 60_000)).toBe(true);
+  });
+
+  it('the wait for a pooled connection is bounded by connectionTimeoutMillis, not queryTimeoutMs', async () => {
+    /** A store on a pool of one connection, which is busy (a silent network looks the same from here). */
+    const busyStore = async (config: pg.PoolConfig) => {
+      const pool = db.pool({ max: 1, ...config });
+      return {
+        store: postgresStore({ pool, schema: db.schema, queryTimeoutMs: 100 }),
+        busy: await pool.connect(),
+      };
+    };
+
+    // pg's default connectionTimeoutMillis, 0: the call waits for as long as the connection stays busy.
+    const unbounded = await busyStore({});
+    const waiting = unbounded.store.get(uniqueKey('no-connection'));
+    const outcome = await Promise.race([
+      waiting.then(() => 'settled'),
+      sleep(600).then(() => 'still waiting'),
+    ]);
+    expect(outcome).toBe('still waiting');
+    unbounded.busy.release();
+    await expect(waiting).resolves.toBeNull();
+
+    const bounded = await busyStore({ connectionTimeoutMillis: 200 });
+    await expect(bounded.store.get(uniqueKey('no-connection'))).rejects.toThrow(
+      /timeout exceeded when trying to connect/,
+    );
+    bounded.busy.release();
   });
 });

@@ -10,7 +10,7 @@ import {
 } from '@idem/core';
 import type { ClientBase, Pool, PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { decodeRecord, encodeHeaders, type RecordRow } from './record-codec.js';
-import { migrationSql, type TableOptions, tableNames } from './schema.js';
+import { type Migration, migration, type TableOptions, tableNames } from './schema.js';
 import { type Statements, statements } from './statements.js';
 import {
   positiveInteger,
@@ -33,7 +33,9 @@ export interface PostgresStoreOptions extends TableOptions {
    * Client-side timeout of each store statement, in ms (pg's `query_timeout`): a statement that gets
    * no answer in time fails, and the pool drops its connection instead of keeping a hung one.
    * Default 5000 (a little over the engine's `storeTimeoutMs`); `0` leaves it to the pool's config.
-   * For a server-side bound, set `statement_timeout` on the pool or the database role.
+   * It starts once the statement has a connection: the wait for one is bounded by the pool's
+   * `connectionTimeoutMillis` (pg's default, 0, waits forever). For a server-side bound, set
+   * `statement_timeout` on the pool or the database role.
    */
   queryTimeoutMs?: number;
   /**
@@ -58,6 +60,9 @@ export interface PostgresStore extends Store {
   /**
    * Create the schema (when one is configured), the table and its expiry index if missing. Idempotent
    * and safe to run from several instances at once (it takes a transaction-scoped advisory lock).
+   * It first looks up which of them exist and sends DDL only for the missing ones, so when all are in
+   * place it needs no privilege beyond `USAGE` on the schema: an application role that may only use
+   * the table can run it on every start.
    * The same SQL ships as `schema.sql` and is returned by `migrationSql()` for your own migrations.
    */
   migrate(): Promise<void>;
@@ -137,7 +142,7 @@ class PgStore implements PostgresStore {
   readonly name = 'postgres' as const;
   readonly table: string;
   private readonly pool: Queryable;
-  private readonly migration: string;
+  private readonly migration: Migration;
   private readonly sql: Statements;
   /** The prepared statement name of each statement, or `undefined` when statements are sent unnamed. */
   private readonly statementNames: Readonly<Record<keyof Statements, string>> | undefined;
@@ -152,16 +157,33 @@ class PgStore implements PostgresStore {
     this.table = names.qualified;
     this.sql = statements(names);
     this.statementNames = (options.preparedStatements ?? true) ? statementNames(this.sql) : undefined;
-    this.migration = migrationSql(options);
+    this.migration = migration(options);
     const timeout = options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
     this.queryTimeoutMs = timeout === 0 ? 0 : positiveInteger('queryTimeoutMs', timeout);
   }
 
   async migrate(): Promise<void> {
+    // PostgreSQL checks the privilege to create before it looks whether the object exists, so even
+    // `CREATE ... IF NOT EXISTS` of an object in place fails for a role that may only use the table
+    // (no CREATE on the database or schema, not the table's owner). Only what is missing is created.
+    const { rows } = await this.query<{
+      schema_exists: boolean;
+      table_exists: boolean;
+      index_exists: boolean;
+    }>(this.pool, this.migration.existing, [...this.migration.values]);
+    const existing = rows[0];
+    const { steps } = this.migration;
+    const missing = [
+      existing?.schema_exists ? null : steps.schema,
+      existing?.table_exists ? null : steps.table,
+      existing?.index_exists ? null : steps.index,
+    ].filter((step) => step !== null);
+    if (missing.length === 0) return;
     // Sent without parameters, pg uses the simple protocol: the statements run as one implicit
-    // transaction, so the advisory lock serialises concurrent migrations until they commit.
+    // transaction, so the advisory lock serialises concurrent migrations until they commit (the
+    // steps keep IF NOT EXISTS for a concurrent one that created them after the check).
     await this.pool.query(
-      `SELECT pg_advisory_xact_lock(hashtext('@idem/postgres migrate'));\n${this.migration}`,
+      `SELECT pg_advisory_xact_lock(hashtext('@idem/postgres migrate'));\n${missing.join('\n')}`,
     );
   }
 

@@ -73,6 +73,103 @@ describe('migration', () => {
   });
 });
 
+describe('migration by a role that may not create', () => {
+  // An application role as a DBA sets one up: it may log in and use the table, nothing more (no
+  // CREATE on the database or the schema, not the owner of the table).
+  let role: string;
+  let roleUrl: string;
+  beforeAll(async () => {
+    role = `idem_test_role_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+    const password = Math.random().toString(36).slice(2);
+    await db.admin.query(`CREATE ROLE ${quoteIdentifier(role)} LOGIN PASSWORD '${password}'`);
+    const url = new URL(db.url);
+    url.username = role;
+    url.password = password;
+    roleUrl = url.toString();
+  });
+  afterAll(async () => {
+    if (!role) return;
+    await db.admin.query(`DROP OWNED BY ${quoteIdentifier(role)} CASCADE`);
+    await db.admin.query(`DROP ROLE ${quoteIdentifier(role)}`);
+  });
+
+  /** A fresh schema holding the migrated table, usable by the role (USAGE, SELECT/INSERT/UPDATE/DELETE). */
+  async function migratedFor(suffix: string, table = 'idem_records'): Promise<string> {
+    const schema = `${db.schema}_${suffix}`;
+    const owner = postgresStore({ pool: db.admin, schema, table });
+    await owner.migrate();
+    await db.admin.query(`GRANT USAGE ON SCHEMA ${quoteIdentifier(schema)} TO ${quoteIdentifier(role)}`);
+    await db.admin.query(
+      `GRANT SELECT, INSERT, UPDATE, DELETE ON ${owner.table} TO ${quoteIdentifier(role)}`,
+    );
+    return schema;
+  }
+  const dropSchema = (schema: string) =>
+    db.admin.query(`DROP SCHEMA IF EXISTS ${quoteIdentifier(schema)} CASCADE`);
+
+  it('succeeds when the schema, the table and its index are already in place', async () => {
+    const schema = await migratedFor('restricted');
+    try {
+      const store = postgresStore({ pool: db.pool({ connectionString: roleUrl }), schema });
+      await expect(store.migrate()).resolves.toBeUndefined();
+      await expect(store.migrate()).resolves.toBeUndefined();
+      const key = uniqueKey('restricted');
+      const claim = makeClaim();
+      expect(await store.acquire(key, claim)).toEqual({ acquired: true });
+      expect(await store.complete(key, claim.token, makeResponse(), 60_000)).toBe(true);
+    } finally {
+      await dropSchema(schema);
+    }
+  });
+
+  it('succeeds with an unqualified table found through search_path', async () => {
+    const schema = await migratedFor('restricted_path', 'Path Table');
+    try {
+      const pool = db.pool({
+        connectionString: roleUrl,
+        options: `-c search_path=${quoteIdentifier(schema)}`,
+      });
+      const store = postgresStore({ pool, table: 'Path Table' });
+      await expect(store.migrate()).resolves.toBeUndefined();
+      const key = uniqueKey('restricted-path');
+      expect(await store.acquire(key, makeClaim())).toEqual({ acquired: true });
+    } finally {
+      await dropSchema(schema);
+    }
+  });
+
+  it('still fails when something is missing that the role may not create', async () => {
+    const schema = await migratedFor('restricted_no_index');
+    try {
+      await db.admin.query(`DROP INDEX ${quoteIdentifier(schema)}."idem_records_expires_at_idx"`);
+      const store = postgresStore({ pool: db.pool({ connectionString: roleUrl }), schema });
+      await expect(store.migrate()).rejects.toMatchObject({ code: '42501' }); // insufficient_privilege
+    } finally {
+      await dropSchema(schema);
+    }
+  });
+
+  it('creates the table in an existing schema where the role may create, without CREATE on the database', async () => {
+    const schema = `${db.schema}_role_creates`;
+    await db.admin.query(`CREATE SCHEMA ${quoteIdentifier(schema)}`);
+    try {
+      await db.admin.query(
+        `GRANT USAGE, CREATE ON SCHEMA ${quoteIdentifier(schema)} TO ${quoteIdentifier(role)}`,
+      );
+      const store = postgresStore({ pool: db.pool({ connectionString: roleUrl }), schema });
+      await store.migrate();
+      await store.migrate();
+      const { rows } = await db.admin.query(
+        'SELECT indexname FROM pg_indexes WHERE schemaname = $1 ORDER BY 1',
+        [schema],
+      );
+      expect(rows.map((row) => row.indexname)).toEqual(['idem_records_expires_at_idx', 'idem_records_pkey']);
+    } finally {
+      await dropSchema(schema);
+    }
+  });
+});
+
 describe('stored form', () => {
   let store: ReturnType<typeof postgresStore>;
   beforeAll(async () => {

@@ -73,11 +73,38 @@ function checkIdentifier(what: string, name: string, maxBytes: number): void {
  * order, repeated names kept), `body` (`bytea`) and `omitted` (why no body was kept).
  */
 export function migrationSql(options: TableOptions = {}): string {
-  const names = tableNames(options);
-  const createSchema = names.schema === null ? '' : `CREATE SCHEMA IF NOT EXISTS ${names.schema};\n\n`;
+  const { steps } = migration(options);
+  const createSchema = steps.schema === null ? '' : `${steps.schema}\n\n`;
   return `-- @idem/postgres: the table of idempotency records. Safe to run again (IF NOT EXISTS).
 -- For another table or schema name: migrationSql({ table, schema }) from @idem/postgres.
-${createSchema}CREATE TABLE IF NOT EXISTS ${names.qualified} (
+${createSchema}${steps.table}
+
+-- The sweeper deletes expired rows oldest first, in small batches.
+${steps.index}
+`;
+}
+
+/** The migration of one table, object by object, and how to find which of its objects exist. */
+export interface Migration {
+  /** The statement creating each object (`IF NOT EXISTS`); `schema` is `null` when the table is unqualified. */
+  readonly steps: { readonly schema: string | null; readonly table: string; readonly index: string };
+  /**
+   * One row of booleans, `schema_exists`, `table_exists`, `index_exists`, for {@link Migration.values}.
+   * The table is looked up as the store's statements name it (unqualified: through `search_path`), and
+   * the index on that table.
+   */
+  readonly existing: string;
+  /** The parameters of {@link Migration.existing}. */
+  readonly values: readonly (string | null)[];
+}
+
+/** Build the {@link Migration} of the configured table. */
+export function migration(options: TableOptions = {}): Migration {
+  const names = tableNames(options);
+  return {
+    steps: {
+      schema: names.schema === null ? null : `CREATE SCHEMA IF NOT EXISTS ${names.schema};`,
+      table: `CREATE TABLE IF NOT EXISTS ${names.qualified} (
   key              text COLLATE "C" PRIMARY KEY,
   state            text NOT NULL CHECK (state IN ('in_flight', 'completed', 'failed')),
   fingerprint      text NOT NULL,
@@ -89,9 +116,14 @@ ${createSchema}CREATE TABLE IF NOT EXISTS ${names.qualified} (
   body             bytea,
   omitted          text CHECK (omitted IN ('too_large', 'streaming')),
   CHECK ((state = 'completed') = (status IS NOT NULL AND headers IS NOT NULL AND body IS NOT NULL))
-);
-
--- The sweeper deletes expired rows oldest first, in small batches.
-CREATE INDEX IF NOT EXISTS ${names.expiryIndex} ON ${names.qualified} (expires_at);
-`;
+);`,
+      index: `CREATE INDEX IF NOT EXISTS ${names.expiryIndex} ON ${names.qualified} (expires_at);`,
+    },
+    existing: `SELECT $3::text IS NULL
+         OR EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $3::text) AS schema_exists,
+       to_regclass($1::text) IS NOT NULL AS table_exists,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+               WHERE i.indrelid = to_regclass($1::text) AND c.relname = $2::text) AS index_exists`,
+    values: [names.qualified, (options.table ?? DEFAULT_TABLE) + INDEX_SUFFIX, options.schema ?? null],
+  };
 }

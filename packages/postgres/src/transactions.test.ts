@@ -243,8 +243,14 @@ describe('completeWithin (the caller owns the transaction)', () => {
     expect(events.map((event) => event.type)).toEqual(['execute']);
   });
 
-  it('leaves neither business row nor completed record when the commit fails; a retry runs once more', async () => {
-    const engine = new IdempotencyEngine({ store, leaseMs: 300 });
+  it('releases the record at once when the commit fails after completeWithin; a retry runs once more', async () => {
+    const events: IdempotencyEvent[] = [];
+    // A lease far longer than the test: a retry that runs now does so because the record was released.
+    const engine = new IdempotencyEngine({
+      store,
+      leaseMs: 60_000,
+      onEvent: (event) => events.push(event),
+    });
     const key = uniqueKey('within-rollback');
     let executions = 0;
     const work = ownTransaction(
@@ -257,26 +263,44 @@ describe('completeWithin (the caller owns the transaction)', () => {
     const failure = await handle().catch((error: unknown) => error);
     expect((failure as { code?: string }).code).toBe('23505');
     expect(await countOrders(key)).toBe(0);
-    const record = await store.get(key);
-    expect(record?.state).not.toBe('completed');
-    expect(record?.response).toBeNull();
+    // The work had marked the operation completed, but its transaction rolled back: the engine still
+    // released the record (fenced on in_flight + its token), and reported no lost lease.
+    expect(await store.get(key)).toMatchObject({ state: 'failed', response: null });
+    expect(events.map((event) => event.type)).toEqual(['execute']);
 
-    // The record is released at once (engine releasing on throw) or, with an engine that trusts
-    // markCompleted() blindly, stays in flight until its lease ends: either way the retry runs.
-    let result: Awaited<ReturnType<typeof handle>> | undefined;
-    for (let attempt = 0; attempt < 40 && !result; attempt++) {
-      try {
-        result = await handle();
-      } catch (error) {
-        if (!isIdempotencyError(error, 'in_flight')) throw error;
-        await sleep(50);
-      }
-    }
-    expect(result).toMatchObject({ replayed: false, value: key });
+    await expect(handle()).resolves.toMatchObject({ replayed: false, value: key });
     expect(executions).toBe(2);
     expect(await countOrders(key)).toBe(1);
     expect(await handle()).toMatchObject({ replayed: true, response: created(key) });
     expect(executions).toBe(2);
+  });
+
+  it('leaves a completion that committed in place when the work throws after its commit', async () => {
+    const events: IdempotencyEvent[] = [];
+    const engine = new IdempotencyEngine({ store, onEvent: (event) => events.push(event) });
+    const key = uniqueKey('within-committed');
+    const committed = ownTransaction(
+      key,
+      () => false,
+      () => {},
+    );
+    const failure = await engine
+      .run(
+        { storageKey: key, fingerprint: 'fp' },
+        async (operation) => {
+          await committed(operation);
+          throw new Error('failed after the commit');
+        },
+        created,
+      )
+      .catch((error: unknown) => error);
+    expect((failure as Error).message).toBe('failed after the commit');
+    // The engine's release was refused (the record is completed, not in flight): the result stays.
+    expect(await store.get(key)).toMatchObject({ state: 'completed', response: created(key) });
+    expect(events.map((event) => event.type)).toEqual(['execute']);
+    await expect(
+      engine.run({ storageKey: key, fingerprint: 'fp' }, committed, created),
+    ).resolves.toMatchObject({ replayed: true, response: created(key) });
   });
 
   it('throws in_flight (so the caller rolls back) when the record is no longer the operation’s', async () => {
