@@ -1,8 +1,11 @@
-import { Agent, request as httpRequest } from 'node:http';
+import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { slowCompleting } from '@idem/http-test-suite';
 import { memoryStore } from '@idem/memory';
-import Fastify, { type FastifyInstance, type InjectOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type InjectOptions, type onSendHookHandler } from 'fastify';
+import fp from 'fastify-plugin';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type FastifyIdempotencyOptions, idempotency } from './index.js';
 
@@ -14,13 +17,18 @@ afterEach(async () => {
 let counter = 0;
 const newKey = () => `key-${Date.now()}-${++counter}`;
 
-/** A Fastify app with the plugin registered; `routes` adds routes after it, counting runs with `count`. */
+/**
+ * A Fastify app with the plugin registered; `routes` adds routes after it, counting runs with `count`;
+ * `before` sets the app up before the plugin is registered.
+ */
 async function build(
   options: Partial<FastifyIdempotencyOptions>,
-  routes: (app: FastifyInstance, count: (name: string) => number) => void,
+  routes: (app: FastifyInstance, count: (name: string) => number) => unknown,
+  before?: (app: FastifyInstance) => unknown,
 ) {
   const app = Fastify();
   apps.push(app);
+  await before?.(app);
   const runs = new Map<string, number>();
   const count = (name: string) => {
     const n = (runs.get(name) ?? 0) + 1;
@@ -28,7 +36,7 @@ async function build(
     return n;
   };
   await app.register(idempotency, { store: memoryStore(), ...options });
-  routes(app, count);
+  await routes(app, count);
   await app.ready();
   return { app, runs, count };
 }
@@ -290,6 +298,190 @@ describe('errors and hooks', () => {
     const app = Fastify();
     app.register(idempotency, {} as FastifyIdempotencyOptions);
     await expect(app.ready()).rejects.toThrow(/store is required/);
+  });
+});
+
+describe('onSend hooks', () => {
+  /** The app listening on a free port, and a real HTTP POST to it: status, headers and the body's bytes. */
+  async function listening(app: FastifyInstance) {
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as AddressInfo;
+    return (path: string, key: string, headers: Record<string, string> = {}) =>
+      new Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+        const sent = httpRequest(
+          {
+            port,
+            host: '127.0.0.1',
+            method: 'POST',
+            path,
+            headers: { 'idempotency-key': key, 'content-type': 'application/json', ...headers },
+          },
+          (response) => {
+            const chunks: Buffer[] = [];
+            response.on('data', (chunk: Buffer) => chunks.push(chunk));
+            response.on('end', () =>
+              resolve({
+                status: response.statusCode!,
+                headers: response.headers,
+                body: Buffer.concat(chunks),
+              }),
+            );
+          },
+        );
+        sent.on('error', reject);
+        sent.end('{"a":1}');
+      });
+  }
+
+  /** Where an app puts an onSend hook, relative to the plugin; `routes` declares `/orders` with `handler`. */
+  interface Placement {
+    before?: (app: FastifyInstance) => unknown;
+    routes: (app: FastifyInstance, handler: () => Promise<unknown>) => unknown;
+  }
+
+  function placements(hook: onSendHookHandler<unknown>): Record<string, Placement> {
+    return {
+      'app-level, registered before the plugin': {
+        before: (app) => app.addHook('onSend', hook),
+        routes: (app, handler) => app.post('/orders', handler),
+      },
+      'app-level, registered after the plugin': {
+        routes: (app, handler) => app.addHook('onSend', hook).post('/orders', handler),
+      },
+      'in an encapsulated plugin': {
+        routes: (app, handler) =>
+          app.register(async (child) => {
+            child.addHook('onSend', hook).post('/orders', handler);
+          }),
+      },
+      'route-level': { routes: (app, handler) => app.post('/orders', { onSend: hook }, handler) },
+      // As `@fastify/compress` does (it appends): a plugin's onRoute hook adds the hook to covered routes.
+      'route-level, appended by a plugin registered before idem': {
+        before: (app) =>
+          app.register(
+            fp(async (instance) => {
+              instance.addHook('onRoute', appending(hook));
+            }),
+          ),
+        routes: (app, handler) => app.post('/orders', handler),
+      },
+      'route-level, put first by a plugin registered after idem': {
+        routes: async (app, handler) => {
+          await app.register(
+            fp(async (instance) => {
+              instance.addHook('onRoute', (route) => {
+                route.onSend = [hook, ...[route.onSend ?? []].flat()];
+              });
+            }),
+          );
+          app.post('/orders', handler);
+        },
+      },
+    };
+  }
+
+  function appending(hook: onSendHookHandler<unknown>) {
+    return (route: { onSend?: onSendHookHandler<unknown> | onSendHookHandler<unknown>[] }) => {
+      route.onSend = [...[route.onSend ?? []].flat(), hook];
+    };
+  }
+
+  /** Wraps the JSON payload in `{ data }`, as an app might do to every response. */
+  const envelope: onSendHookHandler<unknown> = (_request, _reply, payload, done) =>
+    done(null, JSON.stringify({ data: JSON.parse(String(payload)) }));
+
+  /** Gzips the payload when the request accepts it, as `@fastify/compress` does (not a dependency here). */
+  const gzip: onSendHookHandler<unknown> = (request, reply, payload, done) => {
+    reply.header('vary', 'accept-encoding');
+    if (!request.headers['accept-encoding']?.includes('gzip')) return done(null, payload);
+    reply.header('content-encoding', 'gzip');
+    done(null, gzipSync(payload as string | Buffer));
+  };
+
+  const where = (hook: onSendHookHandler<unknown>) =>
+    Object.entries(placements(hook)).flatMap(([name, placement]) =>
+      (['preHandler', 'preParsing'] as const).map((decideIn) => ({ name, decideIn, placement })),
+    );
+
+  it.each(where(envelope))(
+    'sends a replay through a payload-rewriting hook once ($name, decideIn: $decideIn)',
+    async ({ decideIn, placement }) => {
+      let runs = 0;
+      const { app } = await build(
+        { decideIn },
+        (app) => placement.routes(app, async () => ({ run: ++runs })),
+        placement.before,
+      );
+      const call = await listening(app);
+      const key = newKey();
+      const first = await call('/orders', key);
+      const replay = await call('/orders', key);
+      expect(first.body.toString()).toBe('{"data":{"run":1}}');
+      expect(replay.status).toBe(200);
+      expect(replay.headers['idempotent-replayed']).toBe('true');
+      expect(replay.body.toString()).toBe('{"data":{"run":1}}');
+      expect(runs).toBe(1);
+    },
+  );
+
+  it.each(where(gzip))(
+    'stores the payload before compression, so each retry is encoded as it asks ($name, decideIn: $decideIn)',
+    async ({ decideIn, placement }) => {
+      let runs = 0;
+      const { app } = await build(
+        { decideIn },
+        (app) => placement.routes(app, async () => ({ run: ++runs, note: 'compressible '.repeat(20) })),
+        placement.before,
+      );
+      const call = await listening(app);
+      const key = newKey();
+      const first = await call('/orders', key, { 'accept-encoding': 'gzip' });
+      expect(first.headers['content-encoding']).toBe('gzip');
+      const text = gunzipSync(first.body).toString();
+      expect(JSON.parse(text)).toMatchObject({ run: 1 });
+
+      const plain = await call('/orders', key, { 'accept-encoding': 'identity' });
+      expect(plain.headers['idempotent-replayed']).toBe('true');
+      expect(plain.headers['content-encoding']).toBeUndefined();
+      expect(plain.headers.vary).toBe('accept-encoding');
+      expect(plain.body.toString()).toBe(text);
+
+      const gzipped = await call('/orders', key, { 'accept-encoding': 'gzip' });
+      expect(gzipped.headers['idempotent-replayed']).toBe('true');
+      expect(gzipped.headers['content-encoding']).toBe('gzip');
+      expect(gunzipSync(gzipped.body).toString()).toBe(text);
+      expect(runs).toBe(1);
+    },
+  );
+
+  it('gives a replay the headers of onSend hooks afresh, and runs onResponse hooks for it', async () => {
+    let sent = 0;
+    const responded: string[] = [];
+    const { app } = await build(
+      {},
+      (app) => {
+        app.addHook('onResponse', (_request, reply, done) => {
+          responded.push(String(reply.getHeader('idempotent-replayed') ?? 'false'));
+          done();
+        });
+        app.post('/orders', async (_request, reply) => reply.header('x-order', 'ord_1').send({ ok: true }));
+      },
+      (app) => {
+        app.addHook('onSend', (_request, reply, payload, done) => {
+          reply.header('x-response-number', String(++sent));
+          done(null, payload);
+        });
+      },
+    );
+    const call = await listening(app);
+    const key = newKey();
+    const first = await call('/orders', key);
+    const replay = await call('/orders', key);
+    expect(first.headers['x-response-number']).toBe('1');
+    expect(replay.headers['x-response-number']).toBe('2');
+    expect(replay.headers['x-order']).toBe('ord_1');
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    expect(responded).toEqual(['false', 'true']);
   });
 });
 

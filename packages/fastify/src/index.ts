@@ -145,8 +145,44 @@ function noop() {}
 
 const exchangeOf = (request: FastifyRequest) => (request as ExchangeCarrier)[EXCHANGE];
 
+/** The name of idem's onSend hook, kept by the copy Fastify binds to its instance (`bound <name>`). */
+const ON_SEND_NAME = '@idem/fastify onSend';
+
+type RouteContext = { onSend: Array<{ readonly name: string }> | null };
+
+/**
+ * `putFirst(request, capture)` makes `capture` the first onSend hook of the request's route, before the
+ * app's. Fastify runs the hooks of `app.addHook('onSend')` before a route's own and offers no way to go
+ * first: without this, idem would store a payload they already rewrote, and a replay would go through
+ * them again. It reaches the route's context, whose `onSend` list Fastify runs on each send, through
+ * Fastify's `kRouteContext` symbol (not exported; found on the first covered request, once per
+ * registration, since two copies of Fastify have two symbols). Done on the route's first covered
+ * request; after that, a property read and a comparison per covered request.
+ */
+function createPutFirst() {
+  let contextKey: symbol | null | undefined;
+  return (request: FastifyRequest, capture: onSendHookHandler<unknown>): void => {
+    if (contextKey === undefined) {
+      const symbols = Object.getOwnPropertySymbols(request);
+      contextKey = symbols.find((symbol) => symbol.description === 'fastify.context') ?? null;
+      if (contextKey === null)
+        request.log.warn(
+          "@idem/fastify: cannot run its onSend hook before the app's on this Fastify version: an " +
+            'app-level onSend hook that rewrites the payload is applied twice to replays',
+        );
+    }
+    if (contextKey === null) return;
+    const context = (request as unknown as Record<symbol, RouteContext | undefined>)[contextKey];
+    const hooks = context?.onSend;
+    if (!context || !hooks || hooks[0] === capture) return;
+    const bound = `bound ${ON_SEND_NAME}`;
+    context.onSend = [capture, ...hooks.filter((hook) => hook !== capture && hook.name !== bound)];
+  };
+}
+
 const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, options) => {
   const pluginLayer = createIdempotencyHandler(layerOptions(options));
+  const putFirst = createPutFirst();
 
   // Fastify has no single "run the route" callback: the layer's `handle(request, run)` starts in
   // preHandler (preParsing with `decideIn: 'preParsing'`), and `run` resolves in onSend (the route's
@@ -196,6 +232,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
       (decides: boolean): preParsingHookHandler =>
       (request, reply, payload, done) => {
         if (!layer.covers(request.method)) return done(null, payload);
+        putFirst(request, onSend);
         bufferRequestBody(payload, layer.maxRequestBytes, (error, buffered) => {
           if (error !== null || buffered === undefined) return done(error ?? undefined);
           const exchange = new Exchange(buffered.bytes);
@@ -219,6 +256,8 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
       decide(request, reply, exchange, done);
     };
 
+    // First of all the route's onSend hooks (putFirst): it stores the route's own payload, before
+    // any hook rewrites or compresses it, and replays go through all of those hooks as the original did.
     const onSend: onSendHookHandler<unknown> = (request, reply, payload, done) => {
       const exchange = exchangeOf(request);
       if (!exchange) return done(null, payload);
@@ -230,6 +269,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
       // replayed, never told "in flight".
       exchange.whenDone(() => done(null, payload));
     };
+    Object.defineProperty(onSend, 'name', { value: ON_SEND_NAME });
 
     const onError: onErrorHookHandler = (request, _reply, error, done) => {
       const exchange = exchangeOf(request);
@@ -270,8 +310,9 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
     const layer = setting === true ? pluginLayer : createIdempotencyHandler(layerOptions(routeOptions));
     if (![route.method].flat().some((method) => layer.covers(method))) return;
     const hooks = hooksFor(layer);
-    // Last before the handler (after auth hooks, which `scope` may need); onSend first, to capture the
-    // route's own payload before other hooks (compression, ...) transform it.
+    // Last before the handler (after auth hooks, which `scope` may need). onSend first among the route's
+    // own hooks, where Fastify lets a plugin put it; the route's first covered request moves it before
+    // the app's as well (putFirst), and this copy is then dropped.
     const decidesEarly = routeOptions.decideIn === 'preParsing';
     route.preParsing = [
       ...hookList(route.preParsing),
