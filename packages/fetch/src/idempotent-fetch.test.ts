@@ -464,6 +464,25 @@ describe('options', () => {
     expect(() => createIdempotentFetch({ maxAttempts: 0 })).toThrow(/maxAttempts/);
   });
 
+  it('refuses durations and sizes that are not numbers of at least 0', () => {
+    for (const name of ['deadlineMs', 'attemptTimeoutMs'] as const) {
+      for (const bad of [0, -1, Number.NaN]) {
+        expect(() => createIdempotentFetch({ [name]: bad })).toThrow(
+          new RegExp(`${name} must be a positive number`),
+        );
+      }
+      expect(() => createIdempotentFetch({ [name]: Number.POSITIVE_INFINITY })).not.toThrow();
+    }
+    for (const name of ['baseDelayMs', 'maxDelayMs', 'maxBufferBytes'] as const) {
+      for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
+        expect(() => createIdempotentFetch({ [name]: bad })).toThrow(
+          new RegExp(`${name} must be a finite number`),
+        );
+      }
+      expect(() => createIdempotentFetch({ [name]: 0 })).not.toThrow();
+    }
+  });
+
   it('uses globalThis.fetch at call time by default', async () => {
     const server = scriptedFetch(answer(201));
     vi.stubGlobal('fetch', server.fetch);

@@ -87,14 +87,18 @@ export function createIdempotentFetch(options: IdempotentFetchOptions = {}): Ide
   const idempotentMethods = new Set(options.idempotentMethods ?? DEFAULT_IDEMPOTENT_METHODS);
   const generateKey = options.generateKey ?? (() => crypto.randomUUID());
   const maxAttempts = options.maxAttempts ?? 4;
-  const deadlineMs = options.deadlineMs ?? 30_000;
-  const attemptTimeoutMs = options.attemptTimeoutMs ?? Number.POSITIVE_INFINITY;
-  const baseDelayMs = options.baseDelayMs ?? 250;
-  const maxDelayMs = options.maxDelayMs ?? 10_000;
+  const deadlineMs = duration('deadlineMs', options.deadlineMs ?? 30_000, true);
+  const attemptTimeoutMs = duration(
+    'attemptTimeoutMs',
+    options.attemptTimeoutMs ?? Number.POSITIVE_INFINITY,
+    true,
+  );
+  const baseDelayMs = duration('baseDelayMs', options.baseDelayMs ?? 250, false);
+  const maxDelayMs = duration('maxDelayMs', options.maxDelayMs ?? 10_000, false);
   const random = options.random ?? Math.random;
   const bodyOptions = {
     bufferStreams: options.bufferStreams ?? true,
-    maxBufferBytes: options.maxBufferBytes ?? 10 * 1024 * 1024,
+    maxBufferBytes: duration('maxBufferBytes', options.maxBufferBytes ?? 10 * 1024 * 1024, false),
   };
   if (!(maxAttempts >= 1)) throw new TypeError('[idem] [fetch] maxAttempts must be at least 1');
 
@@ -179,6 +183,20 @@ export function createIdempotentFetch(options: IdempotentFetchOptions = {}): Ide
       await sleep(delayMs, signal);
     }
   };
+}
+
+/**
+ * A numeric option, refused at once when it is not a number of at least 0 (`NaN` from an unset
+ * environment variable would otherwise turn every comparison false: no deadline, no wait). `bound`:
+ * a limit, which must be positive and may be `Infinity`; otherwise a finite amount.
+ */
+function duration(name: string, value: number, bound: boolean): number {
+  const valid = bound ? value > 0 : value >= 0 && Number.isFinite(value);
+  if (!valid)
+    throw new TypeError(
+      `[idem] [fetch] ${name} must be ${bound ? 'a positive number (Infinity for none)' : 'a finite number of at least 0'}, got ${value}`,
+    );
+  return value;
 }
 
 /** `createIdempotentFetch()` over the global fetch, with the default options. */
