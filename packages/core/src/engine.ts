@@ -1,7 +1,7 @@
 import { IdempotencyError, isIdempotencyError } from './errors.js';
 import type { EventListener, IdempotencyEvent } from './events.js';
 import { transition } from './state-machine.js';
-import type { Claim, IdempotencyRecord, Store, StoredResponse } from './store.js';
+import type { AcquireResult, Claim, IdempotencyRecord, Store, StoredResponse } from './store.js';
 
 /** Options shared by every way of running work idempotently (HTTP bindings, `idempotent`). */
 export interface EngineOptions {
@@ -136,16 +136,7 @@ export class IdempotencyEngine {
       };
       let acquired: Awaited<ReturnType<Store['acquire']>>;
       try {
-        acquired = await this.call(
-          'acquire',
-          key,
-          () => this.store.acquire(key, claim),
-          // The claim landed after the caller was answered (store_unavailable, or fail-open ran the work
-          // without it): nobody will complete it, and retries would meet its lease until it runs out.
-          (late) => {
-            if (late.acquired) void this.release(key, claim.token, true);
-          },
-        );
+        acquired = await this.call('acquire', key, () => this.store.acquire(key, claim), claim.token);
       } catch (error) {
         if (isIdempotencyError(error, 'record_corrupt')) throw error;
         if (!this.failOpen) {
@@ -315,15 +306,12 @@ export class IdempotencyEngine {
   }
 
   /**
-   * A store call bounded by the store timeout; backend failures become `store_unavailable`. `late` gets
-   * the store's answer when it arrives after the timeout already failed the call.
+   * A store call bounded by the store timeout; backend failures become `store_unavailable`. For an
+   * acquire, `claimToken` is the claim's token: a claim that lands after the timeout failed the call
+   * (the caller got store_unavailable, or fail-open ran the work without it) is released, for nobody
+   * will complete it and retries would meet its lease until it runs out.
    */
-  private call<R>(
-    operation: string,
-    key: string,
-    fn: () => Promise<R>,
-    late?: (value: R) => void,
-  ): Promise<R> {
+  private call<R>(operation: string, key: string, fn: () => Promise<R>, claimToken?: string): Promise<R> {
     const call = new StoreCall<R>(this.store.name, operation, key, this.storeTimeoutMs);
     const result = new Promise<R>((resolve, reject) => {
       call.resolve = resolve;
@@ -340,7 +328,8 @@ export class IdempotencyEngine {
     pending.then(
       (value) => {
         this.storeDeadlines.remove(call);
-        if (!call.succeed(value)) late?.(value);
+        if (!call.succeed(value) && claimToken !== undefined && (value as AcquireResult).acquired)
+          void this.release(key, claimToken, true);
       },
       (error: unknown) => {
         this.storeDeadlines.remove(call);
