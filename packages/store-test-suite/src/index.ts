@@ -114,12 +114,12 @@ export function testStore(options: StoreTestOptions): void {
   };
 
   /**
-   * Claim `key` (fingerprint `fp-a`) over a record the claim may take over, with a lease and ttl unlike
-   * any earlier claim's or release's and unlike each other: the record must be the new claim's, with a
-   * lease and an expiry counted from now.
+   * Claim `key` (fingerprint `fp-a`) with a lease and a ttl far apart: the claim must succeed and the
+   * record be the new claim's, with a lease and an expiry counted from now. Over a record the claim takes
+   * over, the defaults differ from any earlier claim's or release's too.
    */
-  const expectFreshClaim = async (key: string) => {
-    const claim = makeClaim('fp-a', { leaseMs: 2 * LONG, ttlMs: 3 * LONG });
+  const expectClaimed = async (key: string, leaseMs = 2 * LONG, ttlMs = 3 * LONG) => {
+    const claim = makeClaim('fp-a', { leaseMs, ttlMs });
     const before = Date.now();
     expect(await store.acquire(key, claim)).toEqual({ acquired: true });
     const after = Date.now();
@@ -130,8 +130,8 @@ export function testStore(options: StoreTestOptions): void {
       token: claim.token,
       response: null,
     });
-    await expectLease(key, 2 * LONG, before, after);
-    await expectExpiry(key, 3 * LONG, before, after);
+    await expectLease(key, leaseMs, before, after);
+    await expectExpiry(key, ttlMs, before, after);
     return { claim, record };
   };
 
@@ -147,19 +147,7 @@ export function testStore(options: StoreTestOptions): void {
       it('claims an absent key and records it in flight, with the lease and expiry of the claim', async () => {
         const key = uniqueKey('absent');
         // Lease and ttl far apart, so that neither can pass for the other.
-        const claim = makeClaim('fp-a', { leaseMs: LONG, ttlMs: 3 * LONG });
-        const before = Date.now();
-        expect(await store.acquire(key, claim)).toEqual({ acquired: true });
-        const after = Date.now();
-        const record = await store.get(key);
-        expect(record).toMatchObject({
-          state: 'in_flight',
-          fingerprint: 'fp-a',
-          token: claim.token,
-          response: null,
-        });
-        await expectLease(key, LONG, before, after);
-        await expectExpiry(key, 3 * LONG, before, after);
+        await expectClaimed(key, LONG, 3 * LONG);
       });
 
       it('refuses a second claim and returns the blocking record in the same call', async () => {
@@ -243,7 +231,7 @@ export function testStore(options: StoreTestOptions): void {
         await store.acquire(key, first);
         expect((await store.acquire(key, makeClaim('fp-a'))).acquired).toBe(false);
         await sleep(leaseMs + 150);
-        await expectFreshClaim(key);
+        await expectClaimed(key);
       });
 
       it('lets exactly one of 50 parallel claims take over an expired lease, or the late holder complete', async () => {
@@ -431,7 +419,7 @@ export function testStore(options: StoreTestOptions): void {
         const first = makeClaim('fp-a', { leaseMs: LONG, ttlMs: LONG });
         await store.acquire(key, first);
         expect(await store.release(key, first.token, 4 * LONG)).toBe(true);
-        const { claim: second, record } = await expectFreshClaim(key);
+        const { claim: second, record } = await expectClaimed(key);
         expect(await store.complete(key, first.token, makeResponse(), LONG)).toBe(false);
         expect(await store.release(key, first.token, LONG)).toBe(false);
         expect(await store.extend(key, first.token, LONG)).toBe(false);
