@@ -575,7 +575,10 @@ describe('IdempotencyEngine', () => {
         },
         settle,
       );
-      expect(types()).toEqual(['execute', 'lease_lost']);
+      await vi.waitFor(() => expect(types()).toEqual(['execute', 'lease_lost']), {
+        timeout: 2_000,
+        interval: 10,
+      });
     });
 
     it('fails open on a hanging store too, after the timeout', async () => {

@@ -245,8 +245,7 @@ export class IdempotencyEngine {
   private async release(key: string, token: string, refusalExpected = false): Promise<void> {
     try {
       const released = await this.call('release', key, () => this.store.release(key, token, this.ttlMs));
-      if (!released && !refusalExpected && !(await this.landed(key, token, 'failed')))
-        this.emit({ type: 'lease_lost', key, operation: 'release' });
+      if (!released && !refusalExpected) void this.refused(key, token, 'release');
     } catch (error) {
       // The lease will run out and a retry with the same payload takes over: nothing is lost.
       this.emit({ type: 'store_error', key, operation: 'release', error });
@@ -254,18 +253,20 @@ export class IdempotencyEngine {
   }
 
   /**
-   * Whether a write of ours that the store refused had landed all the same: the engine retries a
-   * `complete` that timed out after it was written, a client library re-sends a request whose answer was
-   * lost, and the repeat is then refused. Asked only after a refusal, so that a lost lease is reported
-   * when, and only when, it was lost.
+   * Report `lease_lost` for a write of ours the store refused, unless it had landed all the same: the
+   * engine retries a `complete` that timed out after it was written, a client library re-sends a request
+   * whose answer was lost, and the repeat is then refused. The record says which (one `get`, only after
+   * a refusal); in the background, so that the request is not held for it.
    */
-  private async landed(key: string, token: string, state: 'completed' | 'failed'): Promise<boolean> {
+  private async refused(key: string, token: string, operation: 'complete' | 'release'): Promise<void> {
     try {
       const record = await this.call('get', key, () => this.store.get(key));
-      return record !== null && record.state === state && record.token === token;
+      const landed = operation === 'complete' ? 'completed' : 'failed';
+      if (record !== null && record.state === landed && record.token === token) return;
     } catch {
-      return false;
+      // The record cannot be read: report the refusal as it is.
     }
+    this.emit({ type: 'lease_lost', key, operation });
   }
 
   /** First attempt awaited (so that an immediate retry replays); later ones in the background. */
@@ -284,8 +285,7 @@ export class IdempotencyEngine {
       const completed = await this.call('complete', key, () =>
         this.store.complete(key, token, response, this.ttlMs),
       );
-      if (!completed && !(await this.landed(key, token, 'completed')))
-        this.emit({ type: 'lease_lost', key, operation: 'complete' });
+      if (!completed) void this.refused(key, token, 'complete');
       return true;
     } catch (error) {
       this.emit({ type: 'store_error', key, operation: 'complete', error });
