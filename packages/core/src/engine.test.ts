@@ -6,6 +6,7 @@ import { type EngineOptions, IdempotencyEngine, type Operation, type Settle } fr
 import { IdempotencyError } from './errors.js';
 import type { IdempotencyEvent } from './events.js';
 import type { Claim, Store, StoredResponse } from './store.js';
+import { requestScopedTimers } from './test/request-timers.js';
 
 const encode = (text: string) => new TextEncoder().encode(text);
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -685,6 +686,28 @@ describe('IdempotencyEngine', () => {
         expect(unhandled).toEqual([]);
       } finally {
         process.off('unhandledRejection', onUnhandled);
+      }
+    });
+  });
+
+  describe('on a runtime whose timers belong to a request (Workers)', () => {
+    it("keeps renewing a running lease after the request that set the engine's first timer ended", async () => {
+      const timers = requestScopedTimers();
+      try {
+        const engine = new IdempotencyEngine({ store: memoryStore({ cleanupIntervalMs: 0 }), leaseMs: 300 });
+        // A sets the shared timer while B runs beside it, then ends; B's handler lasts four leases.
+        const a = timers.run('a', () => engine.run(request(), () => sleep(200).then(() => 'a'), settle));
+        await sleep(50);
+        const b = request();
+        const running = timers.run('b', () => engine.run(b, () => sleep(1_200).then(() => 'b'), settle));
+        await a;
+        timers.end('a');
+        await sleep(700);
+        const duplicate = await rejection(timers.run('c', () => engine.run(b, async () => 'again', settle)));
+        expect(duplicate.code).toBe('in_flight');
+        expect(await running).toMatchObject({ value: 'b' });
+      } finally {
+        timers.restore();
       }
     });
   });

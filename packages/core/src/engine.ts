@@ -357,6 +357,8 @@ abstract class Deadline {
   prev: Deadline | null = null;
   next: Deadline | null = null;
   listed = false;
+  /** Its own timer, where timers cannot be shared (see {@link Deadlines}). */
+  timer: ReturnType<typeof setTimeout> | undefined = undefined;
   /** Called by the list's timer once `due` has passed (the entry is unlisted first). */
   abstract expire(): void;
 }
@@ -377,10 +379,28 @@ class Deadlines {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private referenced = false;
   private firing = false;
+  /**
+   * Whether one timer may serve every entry: where timers can be unref'd (Node, Bun). Elsewhere each
+   * entry gets a timer of its own: on Workers a timer belongs to the request that set it and is dropped
+   * when that request ends, so a shared one would leave the deadlines (heartbeats, store timeouts) of
+   * the requests still running unfired, and their leases would lapse. Found on the first entry, inside
+   * a request: Workers forbid timers at module scope, where engines are usually built.
+   */
+  private shared: boolean | undefined;
 
   constructor(private readonly delayMs: number) {}
 
   add(entry: Deadline): void {
+    this.shared ??= timersCanBeShared();
+    if (!this.shared) {
+      entry.listed = true;
+      entry.timer = setTimeout(() => {
+        entry.listed = false;
+        entry.timer = undefined;
+        entry.expire();
+      }, this.delayMs);
+      return;
+    }
     entry.due = monotonicNow() + this.delayMs;
     entry.prev = this.tail;
     entry.next = null;
@@ -396,6 +416,11 @@ class Deadlines {
   remove(entry: Deadline): void {
     if (!entry.listed) return;
     entry.listed = false;
+    if (!this.shared) {
+      clearTimeout(entry.timer);
+      entry.timer = undefined;
+      return;
+    }
     if (entry.prev === null) this.head = entry.next;
     else entry.prev.next = entry.next;
     if (entry.next === null) this.tail = entry.prev;
@@ -411,16 +436,10 @@ class Deadlines {
   }
 
   private reference(on: boolean): void {
-    const timer = this.timer as { ref?: () => void; unref?: () => void } | undefined;
-    if (typeof timer?.unref === 'function' && typeof timer.ref === 'function') {
-      if (on) timer.ref();
-      else timer.unref();
-      this.referenced = on;
-    } else if (!on) {
-      // No unref here (browsers, Workers, Deno's numeric ids): drop the timer, re-armed on the next add.
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
+    const timer = this.timer as unknown as { ref(): void; unref(): void };
+    if (on) timer.ref();
+    else timer.unref();
+    this.referenced = on;
   }
 
   private fire(): void {
@@ -522,6 +541,13 @@ class Heartbeat extends Deadline {
 }
 
 function noop() {}
+
+/** Whether this runtime's timers are objects that can be unref'd (Node, Bun): see {@link Deadlines}. */
+function timersCanBeShared(): boolean {
+  const probe = setTimeout(noop, 0) as unknown as { ref?: unknown; unref?: unknown } | number;
+  clearTimeout(probe as ReturnType<typeof setTimeout>);
+  return typeof probe === 'object' && typeof probe.unref === 'function' && typeof probe.ref === 'function';
+}
 
 function isThenable<T>(value: T | Promise<T>): value is Promise<T> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';

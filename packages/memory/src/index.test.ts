@@ -132,6 +132,20 @@ describe('cleanup', () => {
     }
   });
 
+  it('sweeps where the runtime has no WeakRef (Workers before 2025 compatibility dates)', async () => {
+    vi.stubGlobal('WeakRef', undefined);
+    const clock = { now: 0 };
+    const store = memoryStore({ cleanupIntervalMs: 20, now: () => clock.now });
+    try {
+      await completed(store, 'a', SECOND);
+      clock.now = 2 * SECOND;
+      await vi.waitFor(() => expect(store.size).toBe(0), { timeout: 2_000, interval: 10 });
+    } finally {
+      store.close();
+      vi.unstubAllGlobals();
+    }
+  });
+
   it('starts no timer when the sweep is off', async () => {
     const setIntervalSpy = vi.spyOn(globalThis, 'setInterval');
     const store = memoryStore({ cleanupIntervalMs: 0 });

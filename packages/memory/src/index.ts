@@ -377,7 +377,9 @@ class InMemoryStore implements MemoryStore {
     // Started on the first write rather than at construction: some runtimes (Workers) forbid timers
     // at module scope, where stores are usually created. The timer holds the store weakly, so that a
     // store dropped without close() can still be collected, and is unref'd (Node, Bun, Deno).
-    const store = new WeakRef(this);
+    // WeakRef is missing on some runtimes (Workers before their 2025 compatibility dates): hold it then.
+    const store: { deref(): InMemoryStore | undefined } =
+      typeof WeakRef === 'function' ? new WeakRef(this) : { deref: () => this };
     const timer = setInterval(() => {
       const self = store.deref();
       if (self === undefined) clearInterval(timer);

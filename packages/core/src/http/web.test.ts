@@ -2,6 +2,7 @@
 
 import { memoryStore } from '@idem/memory';
 import { describe, expect, it } from 'vitest';
+import { requestScopedTimers } from '../test/request-timers.js';
 import { captureWebResponse, pathOf, toWebResponse, webHttpRequest, withIdempotency } from './web.js';
 
 describe('pathOf', () => {
@@ -87,6 +88,28 @@ async function readTimed(body: ReadableStream<Uint8Array>) {
 const TOKENS = ['one ', 'two ', 'three ', 'four ', 'five'];
 
 describe('captureWebResponse', () => {
+  it('tells a stream from a whole body after another request ended (Workers drop its timers)', async () => {
+    const timers = requestScopedTimers();
+    try {
+      // A whole body, captured in request A, which then ends.
+      await timers.run('a', () => captureWebResponse(new Response('{"a":1}'), 100));
+      timers.end('a');
+      // A stream in request B: passed on as a stream, long before its 200 ms chunks are all written.
+      const started = Date.now();
+      const capture = await timers.run('b', () =>
+        captureWebResponse(new Response(tokenStream(TOKENS, 50)), 1_000),
+      );
+      expect(capture.streaming).toBe(true);
+      expect(Date.now() - started).toBeLessThan(150);
+      if (capture.streaming) {
+        capture.flush();
+        expect(await capture.response.text()).toBe(TOKENS.join(''));
+      }
+    } finally {
+      timers.restore();
+    }
+  });
+
   it("reads a response's own cache (as @hono/node-server keeps one) only when its layout is the known one", async () => {
     const cache = Symbol('cache');
     /** Keeps [status, body, headers], as @hono/node-server's Response does. */

@@ -169,27 +169,31 @@ export async function captureWebResponse(response: Response, maxBytes: number): 
   const chunks: Uint8Array[] = [];
   let length = 0;
   const turn = nextTurn();
-  for (;;) {
-    const pending = reader.read();
-    const next = await Promise.race([pending, turn]);
-    if (next === undefined) {
-      return streamed(
-        response,
-        new StreamedBody(head, reader, maxBytes, undefined, chunks, pending),
-        lightweight,
-      );
-    }
-    if (next.done) break;
-    const chunk = next.value;
-    if (!(chunk instanceof Uint8Array)) {
+  try {
+    for (;;) {
+      const pending = reader.read();
+      const next = await Promise.race([pending, turn.promise]);
+      if (next === undefined) {
+        return streamed(
+          response,
+          new StreamedBody(head, reader, maxBytes, undefined, chunks, pending),
+          lightweight,
+        );
+      }
+      if (next.done) break;
+      const chunk = next.value;
+      if (!(chunk instanceof Uint8Array)) {
+        chunks.push(chunk);
+        return streamed(response, new StreamedBody(head, reader, maxBytes, 'streaming', chunks), lightweight);
+      }
       chunks.push(chunk);
-      return streamed(response, new StreamedBody(head, reader, maxBytes, 'streaming', chunks), lightweight);
+      length += chunk.length;
+      if (length > maxBytes) {
+        return streamed(response, new StreamedBody(head, reader, maxBytes, 'too_large', chunks), lightweight);
+      }
     }
-    chunks.push(chunk);
-    length += chunk.length;
-    if (length > maxBytes) {
-      return streamed(response, new StreamedBody(head, reader, maxBytes, 'too_large', chunks), lightweight);
-    }
+  } finally {
+    turn.cancel();
   }
   const bytes = concat(chunks, length);
   return {
@@ -264,17 +268,17 @@ function heldBodySymbol(type: unknown): symbol | null {
   return symbol;
 }
 
-let turn: Promise<undefined> | null = null;
-
-/** Resolves once the event loop has turned (a timer has run); one timer for all callers meanwhile. */
-function nextTurn(): Promise<undefined> {
-  turn ??= new Promise((resolve) =>
-    setTimeout(() => {
-      turn = null;
-      resolve(undefined);
-    }, 0),
-  );
-  return turn;
+/**
+ * Resolves once the event loop has turned (a timer has run); `cancel` when no longer needed. One per
+ * call, not one shared by the requests of a turn: on Workers a timer belongs to the request that set it
+ * and never fires once that request has ended, and a promise of another request cannot be awaited.
+ */
+function nextTurn(): { promise: Promise<undefined>; cancel(): void } {
+  let id: ReturnType<typeof setTimeout> | undefined;
+  const promise = new Promise<undefined>((resolve) => {
+    id = setTimeout(resolve, 0, undefined);
+  });
+  return { promise, cancel: () => clearTimeout(id) };
 }
 
 /**
