@@ -39,6 +39,7 @@ export interface Operation {
   readonly storageKey: string;
   /** This execution's fencing token; a store write with it succeeds only while we hold the record. */
   readonly token: string;
+  /** The request's fingerprint, as the claim stored it. */
   readonly fingerprint: string;
   /** The store the record lives in (for stores that can complete inside the work's own transaction). */
   readonly store: Store;
@@ -74,8 +75,11 @@ const DEFAULTS = { ttlMs: 24 * 60 * 60 * 1000, leaseMs: 15_000, storeTimeoutMs: 
  * conflict, or waits, as the store's record says.
  */
 export class IdempotencyEngine {
+  /** Where the records live. */
   readonly store: Store;
+  /** How long a completed or failed record is kept, in ms. */
   readonly ttlMs: number;
+  /** The lease of a running operation, in ms. */
   readonly leaseMs: number;
   private readonly heartbeat: boolean;
   private readonly storeTimeoutMs: number;
@@ -88,6 +92,7 @@ export class IdempotencyEngine {
   /** Running work's next heartbeats, likewise on one shared timer. */
   private readonly heartbeats: Deadlines;
 
+  /** @throws TypeError when `store` is missing or a duration is not a positive number. */
   constructor(options: EngineOptions) {
     if (!options?.store) throw new TypeError('[idem] options.store is required');
     this.store = options.store;

@@ -33,10 +33,14 @@ export interface IdempotencyErrorDetails {
 
 /** The one error class idem throws. Check `code`; `cause` keeps the underlying error. */
 export class IdempotencyError extends Error {
+  /** Always `'IdempotencyError'`. */
   override readonly name = 'IdempotencyError';
+  /** What went wrong; the field to branch on. */
   readonly code: IdempotencyErrorCode;
+  /** Extra facts about this occurrence (`{}` when there are none). */
   readonly details: IdempotencyErrorDetails;
 
+  /** `message` is prefixed with `[idem] `; `options.cause` becomes the standard `cause`. */
   constructor(
     code: IdempotencyErrorCode,
     message: string,
@@ -58,11 +62,17 @@ export function isIdempotencyError(
 
 /** An RFC 9457 problem object. */
 export interface ProblemDetails {
+  /** Stable URI of the problem type: `https://idem.dev/problems/` + the code, dashed (`key-mismatch`). */
   type: string;
+  /** Short summary of the problem type; the same for every occurrence of a code. */
   title: string;
+  /** The HTTP status of the response, repeated in the body. */
   status: number;
+  /** What went wrong in this occurrence: the error's message without its `[idem]` prefix. */
   detail: string;
+  /** idem's error code; the field to branch on. */
   code: IdempotencyErrorCode;
+  /** Extensions: `retryAfter` (seconds) and `reason` (why the response was not stored), when set. */
   [extension: string]: unknown;
 }
 

@@ -3,6 +3,7 @@ import { sha256HexNow } from './hash.js';
 
 /** What a request asks for, as far as its fingerprint is concerned. */
 export interface FingerprintInput {
+  /** The HTTP method, any case (upper-cased before hashing). */
   method: string;
   /** Path with query string, e.g. `/orders?dry=1`. */
   path: string;

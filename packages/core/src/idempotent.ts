@@ -6,7 +6,9 @@ import type { StoredResponse } from './store.js';
 
 /** Turns a work's result into bytes to store and back. */
 export interface ResultSerializer<R> {
+  /** The bytes to keep for `result`. Throwing fails the call (`result_invalid`); the work does not rerun. */
   serialize(result: R): Uint8Array;
+  /** The result back from bytes `serialize` made, for a replay. Throwing fails it with `result_invalid`. */
   deserialize(bytes: Uint8Array): R;
 }
 

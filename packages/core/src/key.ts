@@ -6,6 +6,7 @@ export interface KeyOptions {
   maxKeyLength?: number;
 }
 
+/** Default of {@link KeyOptions.maxKeyLength}: 255 characters, counted after unquoting. */
 export const DEFAULT_MAX_KEY_LENGTH = 255;
 
 const isVisibleAscii = (code: number) => code >= 0x21 && code <= 0x7e;

@@ -2,10 +2,38 @@ import type { Claim, IdempotencyRecord, StoredResponse } from './store.js';
 
 /** Everything that can happen to one key. */
 export type StateEvent =
-  | { type: 'claim'; claim: Claim }
-  | { type: 'complete'; token: string; response: StoredResponse; ttlMs: number }
-  | { type: 'release'; token: string; ttlMs: number }
-  | { type: 'extend'; token: string; leaseMs: number }
+  /** A request claims the key (`Store.acquire`). */
+  | {
+      type: 'claim';
+      /** What the claim writes when it succeeds. */
+      claim: Claim;
+    }
+  /** The holder stores its response (`Store.complete`). */
+  | {
+      type: 'complete';
+      /** The writer's fencing token; only the current holder's is accepted. */
+      token: string;
+      /** The response to keep. */
+      response: StoredResponse;
+      /** How long the completed record lives from now, in ms. */
+      ttlMs: number;
+    }
+  /** The holder gives the key up, so that a retry with the same fingerprint may run (`Store.release`). */
+  | {
+      type: 'release';
+      /** The writer's fencing token; only the current holder's is accepted. */
+      token: string;
+      /** How long the failed record lives from now, in ms. */
+      ttlMs: number;
+    }
+  /** The holder renews its lease (`Store.extend`). */
+  | {
+      type: 'extend';
+      /** The writer's fencing token; only the current holder's is accepted. */
+      token: string;
+      /** The new lease length from now, in ms. */
+      leaseMs: number;
+    }
   /** The clock passes the lease's end. */
   | { type: 'lease_expiry' }
   /** The clock passes the record's expiry. */
@@ -28,7 +56,9 @@ export type Outcome =
 
 /** The next record (`null`: absent) and the outcome. */
 export interface Transition {
+  /** The record after the event; `null` when there is none (absent or expired). */
   record: IdempotencyRecord | null;
+  /** What the event amounted to (see {@link Outcome}). */
   outcome: Outcome;
 }
 

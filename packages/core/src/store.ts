@@ -32,6 +32,10 @@ export interface StoredResponse {
 
 /** One record, as a store returns it. Times are epoch milliseconds on the store's clock. */
 export interface IdempotencyRecord {
+  /**
+   * `in_flight` while a holder runs the work, `completed` once its response is kept, `failed` once it
+   * was released (a retry with the same fingerprint may run again).
+   */
   state: RecordState;
   /** Hash of what the request asked for; a claim with another fingerprint never takes the record over. */
   fingerprint: string;
@@ -47,6 +51,7 @@ export interface IdempotencyRecord {
 
 /** What `acquire` writes when it succeeds. */
 export interface Claim {
+  /** The claiming request's fingerprint, written to the record; later claims are compared with it. */
   fingerprint: string;
   /** The new holder's fencing token, unique per claim. */
   token: string;
@@ -57,7 +62,17 @@ export interface Claim {
 }
 
 /** The answer of `acquire`: either the claim is ours, or the record that blocks it. */
-export type AcquireResult = { acquired: true } | { acquired: false; record: IdempotencyRecord };
+export type AcquireResult =
+  | {
+      /** The claim succeeded: the caller holds the record and runs the work. */
+      acquired: true;
+    }
+  | {
+      /** Nothing was written. */
+      acquired: false;
+      /** The blocking record: completed, in flight under a live lease, or with another fingerprint. */
+      record: IdempotencyRecord;
+    };
 
 /**
  * A place where idem remembers operations. Implementations: `@idem/memory`, `@idem/redis`,

@@ -54,6 +54,7 @@ class Corrupt extends Error {}
 
 /** Turns records into DynamoDB attribute values and back. */
 export class RecordCodec {
+  /** `names`: the attribute names in use; bodies of at least `compressMinBytes` bytes are gzip candidates. */
   constructor(
     private readonly names: DynamoDBAttributeNames,
     private readonly compressMinBytes: number,

@@ -27,7 +27,12 @@ export interface DynamoDBStoreOptions {
    * For a table with a composite primary key (single-table designs): the sort key attribute and the
    * constant value records use in it. Default: none (the table has a partition key only).
    */
-  sortKey?: { attribute: string; value: string };
+  sortKey?: {
+    /** The sort key attribute's name (type `S`). */
+    attribute: string;
+    /** The value every idem record has in it; non-empty. */
+    value: string;
+  };
   /**
    * How far apart the clocks of your servers may be, in ms. DynamoDB has no clock a condition can read,
    * so every time comes from the clock of the server making the call. A lease is only taken over once
@@ -48,7 +53,9 @@ export interface DynamoDBStoreOptions {
 
 /** A {@link Store} on DynamoDB, with the table it writes to. */
 export interface DynamoDBStore extends Store {
+  /** The client passed in `options.client`, for raw access with the same configuration. */
   readonly client: DynamoDBClient;
+  /** The table name the store reads and writes. */
   readonly table: string;
   /** The attribute names in use (defaults merged with `options.attributes`). */
   readonly attributes: Readonly<DynamoDBAttributeNames>;

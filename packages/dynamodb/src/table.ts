@@ -15,6 +15,7 @@ export type TableOptions = Pick<DynamoDBStoreOptions, 'table' | 'attributes' | '
 
 /** Options of {@link createTable}. */
 export interface CreateTableOptions extends TableOptions {
+  /** The client to call `CreateTable`, `DescribeTable`, `DescribeTimeToLive` and `UpdateTimeToLive` with. */
   client: DynamoDBClient;
   /** How long to wait for the table to become `ACTIVE`, in ms. Default 120 000. */
   timeoutMs?: number;

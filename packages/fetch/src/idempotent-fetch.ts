@@ -19,7 +19,9 @@ export interface RetryEvent {
   attempt: number;
   /** How long the client waits before the next attempt, in ms. */
   delayMs: number;
+  /** The request method, upper-case. */
   method: string;
+  /** The request URL: a `Request`'s `url`, else the input as given, stringified. */
   url: string;
   /** The key the next attempt carries again, or `undefined` for an unkeyed request. */
   idempotencyKey: string | undefined;

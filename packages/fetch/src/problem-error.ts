@@ -2,11 +2,17 @@ import type { IdempotencyErrorCode, ProblemDetails } from '@idem/core';
 
 /** An RFC 9457 problem object as a server sent it (fields unchecked, all optional). */
 export interface Problem {
+  /** URI identifying the problem type; absent means `about:blank` (RFC 9457). */
   type?: string;
+  /** Short summary of the problem type. */
   title?: string;
+  /** The HTTP status, as the server repeated it in the body (`ProblemError.status` is the response's). */
   status?: number;
+  /** What went wrong in this occurrence. */
   detail?: string;
+  /** URI identifying this occurrence. */
   instance?: string;
+  /** Extension members; idem's own problems add `code`, and `retryAfter` or `reason` where they apply. */
   [extension: string]: unknown;
 }
 
@@ -28,6 +34,7 @@ const IDEM_CODES: Record<IdempotencyErrorCode, true> = {
  * with the `throwOnProblem` option, by the idempotent fetch itself.
  */
 export class ProblemError extends Error {
+  /** Always `'ProblemError'`. */
   override readonly name = 'ProblemError';
   /** The HTTP status. */
   readonly status: number;
@@ -38,6 +45,7 @@ export class ProblemError extends Error {
   /** idem's error code when the server is idem and said which (`problem` is then a core `ProblemDetails`). */
   readonly code: IdempotencyErrorCode | undefined;
 
+  /** An error for `response`, with `problem` its parsed body (or `undefined` when it has none). */
   constructor(response: Response, problem: Problem | undefined) {
     const what = problem?.title ?? response.statusText;
     const detail = problem?.detail ? `: ${problem.detail}` : '';

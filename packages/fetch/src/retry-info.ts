@@ -21,6 +21,7 @@ export function retryInfo(responseOrError: unknown): RetryInfo | undefined {
     : undefined;
 }
 
+/** Attach `info` to a response or error for {@link retryInfo} (internal: not exported by the package). */
 export function recordRetryInfo(target: unknown, info: RetryInfo): void {
   if (typeof target === 'object' && target !== null) infos.set(target, info);
 }

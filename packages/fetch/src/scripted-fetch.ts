@@ -9,11 +9,17 @@ export type Step = Response | Error | ((request: Request) => Response | Promise<
 
 /** What the fake server saw of one attempt. */
 export interface SeenRequest {
+  /** The request method. */
   method: string;
+  /** The request URL. */
   url: string;
+  /** The `Idempotency-Key` header, or `null` when the attempt had none. */
   key: string | null;
+  /** All request headers. */
   headers: Headers;
+  /** The body bytes the attempt sent (empty when none). */
   body: Uint8Array;
+  /** The attempt's abort signal. */
   signal: AbortSignal;
 }
 

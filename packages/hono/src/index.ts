@@ -34,11 +34,15 @@ export type IdempotencyOptions = HttpIdempotencyOptions;
  * cover the request (another method, or no key with `required: false`).
  */
 export type IdempotencyVariables = {
+  /** The operation the route runs under; `undefined` when idem does not cover the request. */
   idempotency: IdempotencyContext | undefined;
 };
 
 /** The Hono environment the middleware declares. */
-export type IdempotencyEnv = { Variables: IdempotencyVariables };
+export type IdempotencyEnv = {
+  /** The variables the middleware sets, read with `c.get`. */
+  Variables: IdempotencyVariables;
+};
 
 /**
  * Hono middleware making `POST`/`PATCH` routes idempotent with the `Idempotency-Key` header: the first

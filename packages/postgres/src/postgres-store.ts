@@ -53,6 +53,7 @@ export interface PostgresStoreOptions extends TableOptions {
  * expired rows, and completion inside the caller's own transaction.
  */
 export interface PostgresStore extends Store {
+  /** Always `'postgres'`. */
   readonly name: 'postgres';
   /** The table, quoted and schema-qualified as it appears in the store's SQL. */
   readonly table: string;

@@ -10,14 +10,23 @@ import {
 
 /** A record row as the statements return it (see `RECORD_COLUMNS`). */
 export interface RecordRow {
+  /** `in_flight`, `completed` or `failed`. */
   state: unknown;
+  /** The claiming request's fingerprint. */
   fingerprint: unknown;
+  /** The current (or last) holder's fencing token. */
   token: unknown;
+  /** When the lease ends, in epoch ms (converted from `timestamptz` by the statement). */
   lease_expires_at: unknown;
+  /** When the record expires, in epoch ms (converted from `timestamptz` by the statement). */
   expires_at: unknown;
+  /** The stored response's HTTP status (read when `completed`). */
   status: unknown;
+  /** The stored response's headers: `[name, value]` pairs, as `pg` parses the JSON column. */
   headers: unknown;
+  /** The stored response's body bytes (`bytea`, a `Buffer`). */
   body: unknown;
+  /** Why the body was not kept (`too_large`, `streaming`), or `null`. */
   omitted: unknown;
 }
 

@@ -87,7 +87,14 @@ ${steps.index}
 /** The migration of one table, object by object, and how to find which of its objects exist. */
 export interface Migration {
   /** The statement creating each object (`IF NOT EXISTS`); `schema` is `null` when the table is unqualified. */
-  readonly steps: { readonly schema: string | null; readonly table: string; readonly index: string };
+  readonly steps: {
+    /** `CREATE SCHEMA IF NOT EXISTS`, or `null` when the table is unqualified. */
+    readonly schema: string | null;
+    /** `CREATE TABLE IF NOT EXISTS` of the records table. */
+    readonly table: string;
+    /** `CREATE INDEX IF NOT EXISTS` of the expiry index the sweeper uses. */
+    readonly index: string;
+  };
   /**
    * One row of booleans, `schema_exists`, `table_exists`, `index_exists`, for {@link Migration.values}.
    * The table is looked up as the store's statements name it (unqualified: through `search_path`), and

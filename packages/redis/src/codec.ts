@@ -23,6 +23,7 @@ export type EncodedResponse = [status: string, headers: string, body: Buffer, om
 
 /** A reply that is not a record this store wrote; `message` says what is wrong with it. */
 export class RecordFormatError extends Error {
+  /** Always `'RecordFormatError'`. */
   override readonly name = 'RecordFormatError';
 }
 

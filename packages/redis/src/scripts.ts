@@ -108,7 +108,9 @@ return redis.call('HGETALL', key)
 
 /** One script: its source and how many of its arguments are keys (always the one record key). */
 export interface ScriptDefinition {
+  /** The Lua source, defined on the client with ioredis's `defineCommand`. */
   readonly lua: string;
+  /** How many arguments are keys: always 1, the record key. */
   readonly numberOfKeys: 1;
 }
 

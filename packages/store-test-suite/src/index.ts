@@ -25,7 +25,12 @@ export interface StoreTestOptions {
    * timers do not apply. Defaults: lease 300, ttl 600. Raise them for slow or coarse-clocked backends
    * (e.g. a backend with one-second expiry resolution).
    */
-  timing?: { leaseMs?: number; ttlMs?: number };
+  timing?: {
+    /** The lease the timing tests claim with, in ms. Default 300. */
+    leaseMs?: number;
+    /** The record ttl the timing tests use, in ms. Default 600. */
+    ttlMs?: number;
+  };
   /** Test-local registration hook for store-specific cases that need the same store. */
   additionalTests?: (getStore: () => Store) => void;
 }

@@ -25,5 +25,6 @@ export async function startContainer(
 
 /** The error a test gets when a service it needs cannot be found or started. */
 export class ServiceUnavailableError extends Error {
+  /** Always `'ServiceUnavailableError'`. */
   override readonly name = 'ServiceUnavailableError';
 }

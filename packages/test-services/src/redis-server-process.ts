@@ -29,6 +29,7 @@ export class RedisServerProcess {
     return server;
   }
 
+  /** The server's URL, `redis://127.0.0.1:<port>`. */
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
@@ -126,6 +127,7 @@ export class RedisClusterProcesses {
     return this.nodes.map((node) => ({ host: '127.0.0.1', port: node.port }));
   }
 
+  /** Kill every node and remove their directories. */
   async stop(): Promise<void> {
     await Promise.all(this.nodes.map((node) => node.stop()));
   }

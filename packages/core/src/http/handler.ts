@@ -53,9 +53,11 @@ export interface HttpIdempotencyOptions extends EngineOptions {
 
 /** The HTTP layer bindings call: one instance per middleware/plugin. */
 export interface IdempotencyHandler {
-  /** The options in force, defaults applied. */
+  /** The `maxRequestBytes` in force, default applied: bindings read request bodies only up to it. */
   readonly maxRequestBytes: number;
+  /** The `maxResponseBytes` in force, default applied: bindings keep response bodies only up to it. */
   readonly maxResponseBytes: number;
+  /** The engine built from the options, shared by every request this handler decides. */
   readonly engine: IdempotencyEngine;
   /**
    * Decide and, when the request is idem's to run, run the route through `run` (which resolves with

@@ -7,11 +7,17 @@ import { concatBytes } from './bytes.js';
 export interface IncomingBody {
   /** Whether the whole message has arrived (`IncomingMessage#complete`). */
   readonly complete: boolean;
+  /** The next buffered chunk, or `null` when none is buffered now (`Readable#read`). */
   read(): Uint8Array | null;
+  /** Put a chunk back at the front of the stream, to be read again (`Readable#unshift`). */
   unshift(chunk: Uint8Array): void;
+  /** Add a `readable` or `close` listener (`EventEmitter#on`). */
   on(event: 'readable' | 'close', listener: () => void): unknown;
+  /** Add an `error` listener (`EventEmitter#on`). */
   on(event: 'error', listener: (error: Error) => void): unknown;
+  /** Remove a `readable` or `close` listener added with `on` (`EventEmitter#off`). */
   off(event: 'readable' | 'close', listener: () => void): unknown;
+  /** Remove an `error` listener added with `on` (`EventEmitter#off`). */
   off(event: 'error', listener: (error: Error) => void): unknown;
 }
 

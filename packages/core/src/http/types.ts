@@ -19,14 +19,22 @@ export interface HttpRequest {
 
 /** A complete response: what idem answers itself (replays, problems). */
 export interface HttpResponse {
+  /** HTTP status code. */
   status: number;
+  /** Header pairs to send, in order, repeated names as separate pairs; names lower-case. */
   headers: Array<[string, string]>;
+  /** The whole body, byte-exact (empty when there is none). */
   body: Uint8Array;
 }
 
 /** The route's response as the binding captured it while (or after) sending it. */
 export interface CapturedResponse {
+  /** The HTTP status the route sent. */
   status: number;
+  /**
+   * Header pairs as the route sent them, in order, repeated names as separate pairs, names in any case.
+   * idem filters them (see `storedHeaders`) before storing.
+   */
   headers: ReadonlyArray<readonly [string, string]>;
   /** The whole body, or `null` when the binding did not keep it (see `omitted`). */
   body: Uint8Array | null;
@@ -56,6 +64,19 @@ export interface IdempotencyContext {
  * - `done`: the route ran through `run`, and the binding already sent (or is sending) its response.
  */
 export type HandleResult =
-  | { action: 'next' }
-  | { action: 'respond'; response: HttpResponse; replayed: boolean }
-  | { action: 'done' };
+  | {
+      /** idem does not cover the request: run the route as usual. */
+      action: 'next';
+    }
+  | {
+      /** idem answers itself: send `response`. */
+      action: 'respond';
+      /** The response to send: a replay, or a problem. */
+      response: HttpResponse;
+      /** Whether it answers for an earlier run (a replay, or that run's `410 response_not_stored`). */
+      replayed: boolean;
+    }
+  | {
+      /** The route ran through `run`; its response is sent or being sent. */
+      action: 'done';
+    };
