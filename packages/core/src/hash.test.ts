@@ -58,3 +58,17 @@ describe('sha256HexNow (the request path)', () => {
     expect(storageKeyNow('order-1', 'tenant-a', 'p:')).toBe(await storageKey('order-1', 'tenant-a', 'p:'));
   });
 });
+
+describe('storageKey: the scope', () => {
+  it('refuses a scope that is not a string: an object would put every caller in one scope', async () => {
+    await expect(storageKey('k', { tenant: 'a' } as unknown as string)).rejects.toThrow(
+      /scope must be a string/,
+    );
+    await expect(storageKey('k', ['a'] as unknown as string)).rejects.toThrow(/scope must be a string/);
+  });
+
+  it('refuses a scope with a lone surrogate, which would hash like U+FFFD', async () => {
+    await expect(storageKey('k', 'user-\ud800')).rejects.toThrow(/well-formed/);
+    expect(await storageKey('k', 'user-\ufffd')).toMatch(/^idem:[0-9a-f]{64}$/);
+  });
+});

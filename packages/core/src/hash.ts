@@ -73,6 +73,7 @@ export async function storageKey(key: string, scope = '', prefix = DEFAULT_KEY_P
 
 /** {@link storageKey}, synchronous where the runtime hashes synchronously (see {@link sha256HexNow}). */
 export function storageKeyNow(key: string, scope: string, prefix: string): string | Promise<string> {
+  checkScope(scope);
   const digest = sha256HexNow([`${scope.length}:${scope}\n${key}`]);
   return typeof digest === 'string' ? prefix + digest : digest.then((hex) => prefix + hex);
 }
@@ -84,5 +85,23 @@ export function storageKeyNow(key: string, scope: string, prefix: string): strin
  * key without credentials would otherwise have it refused with `key_mismatch`).
  */
 export async function jobStorageKey(key: string, scope: string, prefix: string): Promise<string> {
+  checkScope(scope);
   return prefix + (await sha256Hex(`job\n${scope.length}:${scope}\n${key}`));
+}
+
+/**
+ * A scope must be a string, and well-formed Unicode: an object (`req.user` passed as it is) would be
+ * `[object Object]` for every caller, one scope for all; a lone surrogate is hashed as U+FFFD, so that
+ * scopes differing only there would share records.
+ *
+ * @throws TypeError otherwise.
+ */
+function checkScope(scope: unknown): asserts scope is string {
+  if (typeof scope !== 'string')
+    throw new TypeError(
+      `[idem] scope must be a string (the caller's tenant or user id), got ${typeof scope}`,
+    );
+  const wellFormed = (scope as { isWellFormed?: () => boolean }).isWellFormed;
+  if (wellFormed !== undefined && !wellFormed.call(scope))
+    throw new TypeError('[idem] scope must be well-formed Unicode (it holds a lone surrogate)');
 }

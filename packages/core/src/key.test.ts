@@ -98,3 +98,12 @@ describe('parseIdempotencyKey', () => {
     expect(error.message).toMatch(/Idempotency-Key header is required/);
   });
 });
+
+describe('parseIdempotencyKey: whitespace', () => {
+  it('trims only spaces and tabs around the value, as HTTP does', () => {
+    expect(parseIdempotencyKey(' \tabc\t ')).toBe('abc');
+    for (const padded of ['abc\u00a0', '\ufeffabc', 'abc\u3000', '\vabc', 'abc\f']) {
+      expect(() => parseIdempotencyKey(padded)).toThrow(expect.objectContaining({ code: 'key_invalid' }));
+    }
+  });
+});

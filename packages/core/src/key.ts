@@ -23,7 +23,9 @@ export function parseIdempotencyKey(header: string | null | undefined, options: 
   if (header === null || header === undefined) {
     throw new IdempotencyError('key_missing', 'the Idempotency-Key header is required for this request');
   }
-  const value = header.trim();
+  // Only HTTP's own whitespace (space, tab) around the value: JavaScript's trim() would also drop
+  // NBSP, BOM or U+3000, and accept `abc\u00a0` as the key `abc`.
+  const value = trimHttpWhitespace(header);
   if (value.length === 0) throw invalid('the key is empty');
   // Anything longer than the longest quoted form of a valid key is refused before scanning it.
   if (value.length > maxLength * 2 + 2) throw invalid(`the key is longer than ${maxLength} characters`);
@@ -66,4 +68,16 @@ function unquote(value: string): string {
 
 function invalid(reason: string): IdempotencyError {
   return new IdempotencyError('key_invalid', `invalid Idempotency-Key: ${reason}`);
+}
+
+function trimHttpWhitespace(value: string): string {
+  let start = 0;
+  let end = value.length;
+  while (start < end && isHttpWhitespace(value.charCodeAt(start))) start++;
+  while (end > start && isHttpWhitespace(value.charCodeAt(end - 1))) end--;
+  return start === 0 && end === value.length ? value : value.slice(start, end);
+}
+
+function isHttpWhitespace(code: number): boolean {
+  return code === 0x20 || code === 0x09;
 }

@@ -16,6 +16,7 @@ const ALWAYS_DROPPED = new Set([
   'connection',
   'keep-alive',
   'proxy-authenticate',
+  'proxy-authentication-info',
   'proxy-authorization',
   'proxy-connection',
   'te',
@@ -32,9 +33,13 @@ export function storedHeaderFilter(
   const allow = options.allow ? new Set(options.allow.map((name) => name.toLowerCase())) : null;
   const deny = new Set([...ALWAYS_DROPPED, ...(options.deny ?? []).map((name) => name.toLowerCase())]);
   return (headers) => {
-    // Headers the response itself names in `Connection` are hop-by-hop too.
-    const connection = headers.find(([name]) => name.toLowerCase() === 'connection')?.[1];
-    const named = connection ? new Set(connection.split(',').map((name) => name.trim().toLowerCase())) : null;
+    // Headers the response itself names in `Connection` (in any of its values) are hop-by-hop too.
+    let named: Set<string> | null = null;
+    for (const [name, value] of headers) {
+      if (name.toLowerCase() !== 'connection') continue;
+      named ??= new Set();
+      for (const token of value.split(',')) named.add(token.trim().toLowerCase());
+    }
     const kept: Array<[string, string]> = [];
     for (const [rawName, value] of headers) {
       const name = rawName.toLowerCase();
