@@ -4,12 +4,14 @@ import { nodeTestServer, type TestApp, type TestServer } from '@idem/http-test-s
 import { Hono } from 'hono';
 import { setCookie } from 'hono/cookie';
 import { stream } from 'hono/streaming';
-import { type IdempotencyOptions, type IdempotencyVariables, idempotency } from './index.js';
+import { type HttpIdempotencyOptions, type IdempotencyVariables, idempotency } from './index.js';
 
 /** Serves the http-test-suite routes with Hono behind `idempotency(options)`, through @hono/node-server. */
-export async function startHonoApp(options: IdempotencyOptions, app: TestApp): Promise<TestServer> {
+export async function startHonoApp(options: HttpIdempotencyOptions, app: TestApp): Promise<TestServer> {
   const hono = new Hono<{ Variables: IdempotencyVariables }>();
-  hono.use(idempotency(options));
+  // The suite never sets `scope` (whose Hono form takes Hono's context).
+  const { scope: _, ...rest } = options;
+  hono.use(idempotency(rest));
 
   hono.post('/orders', async (c) => {
     const received: unknown = await c.req.json();

@@ -205,6 +205,28 @@ describe('@idem/hono', () => {
     expect(runs()).toBe(2);
   });
 
+  it('hands scope the Hono context, so that it sees what the authentication middleware set', async () => {
+    let runs = 0;
+    const app = new Hono<{ Variables: IdempotencyVariables & { user: string } }>();
+    app.use(async (c, next) => {
+      c.set('user', c.req.header('x-test-user') ?? 'nobody');
+      await next();
+    });
+    app.use(idempotency({ store: memoryStore(), scope: (c) => c.get('user') }));
+    app.post('/orders', (c) => c.json({ run: ++runs, user: c.get('user') }, 201));
+    const as = (user: string) => {
+      const request = post('shared-key', '{"a":1}');
+      return { ...request, headers: { ...request.headers, 'x-test-user': user } };
+    };
+    expect(await (await app.request('/orders', as('alice'))).json()).toEqual({ run: 1, user: 'alice' });
+    const bob = await app.request('/orders', as('bob'));
+    expect(bob.headers.get('idempotent-replayed')).toBeNull();
+    expect(await bob.json()).toEqual({ run: 2, user: 'bob' });
+    const again = await app.request('/orders', as('alice'));
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(await again.json()).toEqual({ run: 1, user: 'alice' });
+  });
+
   it('passes methods it does not cover through without reading the body', async () => {
     const { app, options } = appWith();
     app.use(idempotency(options));

@@ -25,8 +25,15 @@ export {
   type Store,
 } from '@idem/core';
 
-/** Options of {@link idempotency}: the HTTP options of `@idem/core`, `store` required. */
-export type IdempotencyOptions = HttpIdempotencyOptions;
+/** Options of {@link idempotency}: the HTTP options of `@idem/core`, with `scope` given Hono's context. */
+export interface IdempotencyOptions extends Omit<HttpIdempotencyOptions, 'scope'> {
+  /**
+   * Who is asking: the same key from two scopes is two operations, and a response is never replayed
+   * to another scope. Default: the `Authorization` header (hashed). Set it to your tenant or user id as
+   * your authentication verified it, e.g. `(c) => c.get('jwtPayload').sub` (mount idem after it).
+   */
+  scope?: (c: Context) => string | Promise<string>;
+}
 
 /**
  * The variables the middleware sets, for `new Hono<{ Variables: IdempotencyVariables }>()`:
@@ -57,7 +64,10 @@ export type IdempotencyEnv = {
  * ```
  */
 export function idempotency(options: IdempotencyOptions): MiddlewareHandler<IdempotencyEnv> {
-  const layer = createIdempotencyHandler(options);
+  const { scope, ...rest } = options;
+  const layer = createIdempotencyHandler(
+    scope ? { ...rest, scope: (request) => scope((request as HonoHttpRequest).c) } : rest,
+  );
   return async (c, next) => {
     if (!layer.covers(c.req.method)) {
       await next();
@@ -170,7 +180,7 @@ class HonoHttpRequest implements HttpRequest {
   readonly path: string;
   private readonly web: HttpRequest;
 
-  constructor(private readonly c: Context) {
+  constructor(readonly c: Context) {
     this.web = webHttpRequest(c.req.raw);
     this.method = this.web.method;
     this.path = this.web.path;
