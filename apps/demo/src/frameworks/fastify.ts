@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import { IdempotencyError, problemFor } from '@idem/core';
 import { idempotency } from '@idem/fastify';
 import Fastify, { type FastifyReply } from 'fastify';
 import type { Reply } from '../orders.js';
@@ -38,6 +39,14 @@ export const createFastifyServer: CreateServer = async ({
   app.setErrorHandler((error, _request, reply) => {
     const status = (error as { statusCode?: number }).statusCode;
     if (status === 400) return send(reply, service.badRequest('the body is not valid JSON'));
+    // Fastify's own body limit (1 MiB, as idem's) answers before idem sees the request: the same
+    // problem idem answers on the other frameworks.
+    if (status === 413) {
+      const tooLarge = problemFor(
+        new IdempotencyError('request_too_large', 'the request body is larger than the server accepts'),
+      );
+      return reply.code(tooLarge.status).headers(tooLarge.headers).send(JSON.stringify(tooLarge.problem));
+    }
     onError(error);
     return send(reply, service.failure());
   });
