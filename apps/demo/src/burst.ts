@@ -190,9 +190,13 @@ async function post(
 async function ordersOf(urls: readonly string[], key: string, timeoutMs: number): Promise<string[]> {
   const ids = new Set<string>();
   for (const url of new Set(urls)) {
-    const response = await fetch(`${url}/orders?key=${encodeURIComponent(key)}`, {
-      signal: AbortSignal.timeout(timeoutMs),
-    });
+    const target = `${url}/orders?key=${encodeURIComponent(key)}`;
+    const response = await fetch(target, { signal: AbortSignal.timeout(timeoutMs) }).catch(
+      (cause: unknown) => {
+        const why = cause instanceof Error ? cause.message : String(cause);
+        throw new Error(`[demo] GET ${target} failed (${why}): is a demo listening at ${url}?`, { cause });
+      },
+    );
     if (!response.ok) throw new Error(`[demo] GET ${url}/orders?key=${key} answered ${response.status}`);
     const { orders } = (await response.json()) as { orders: Array<{ id: string }> };
     for (const order of orders) ids.add(order.id);

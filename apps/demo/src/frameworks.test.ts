@@ -138,6 +138,17 @@ describe.each(FRAMEWORK_NAMES)('%s on memory', (framework) => {
   });
 });
 
+describe('the storm without a demo to reach', () => {
+  it('says which URL it could not reach', async () => {
+    const nobody = await startDemo({ framework: 'hono', port: 0 });
+    const url = nobody.url;
+    await nobody.close();
+    await expect(runStorm({ urls: [url], keys: 1, concurrency: 1, retries: 0 })).rejects.toThrow(
+      `GET ${url}/orders?key=`,
+    );
+  });
+});
+
 async function until(condition: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
