@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type EngineOptions, IdempotencyEngine, type Operation, type Settle } from './engine.js';
 import { IdempotencyError } from './errors.js';
 import type { IdempotencyEvent } from './events.js';
-import type { Claim, Store, StoredResponse } from './store.js';
+import type { Claim, IdempotencyRecord, Store, StoredResponse } from './store.js';
 import { requestScopedTimers } from './test/request-timers.js';
 
 const encode = (text: string) => new TextEncoder().encode(text);
@@ -161,28 +161,35 @@ describe('IdempotencyEngine', () => {
     const work = vi.fn(async () => 'b');
     const error = await rejection(engine.run(req, work, settle));
     expect(error.code).toBe('in_flight');
-    expect(error.details.retryAfterSeconds).toBeGreaterThanOrEqual(14);
-    expect(error.details.retryAfterSeconds).toBeLessThanOrEqual(15);
+    // The work has only just started: retry soon, not when its 15 s lease ends.
+    expect(error.details.retryAfterSeconds).toBe(1);
     expect(work).not.toHaveBeenCalled();
     expect(types()).toEqual(['execute', 'in_flight']);
     gate.resolve();
     await holder;
   });
 
-  it('keeps Retry-After between 1 and 60 seconds', async () => {
-    for (const [leaseMs, expected] of [
-      [200, 1],
-      [10 * 60_000, 60],
+  it('sets Retry-After to about as long as the work has run, within its lease, 1 to 60 s', async () => {
+    const ttlMs = 24 * 60 * 60_000;
+    for (const [ranMs, leaseLeftMs, expected] of [
+      [300, 15_000, 1],
+      [4_200, 15_000, 5],
+      [40_000, 7_000, 7],
+      [20 * 60_000, 10 * 60_000, 60],
     ] as const) {
-      const { engine } = setup({ leaseMs, heartbeat: false });
-      const req = request();
-      const gate = deferred();
-      const holder = engine.run(req, () => gate.promise.then(() => 'a'), settle);
-      expect((await rejection(engine.run(req, async () => 'b', settle))).details.retryAfterSeconds).toBe(
-        expected,
-      );
-      gate.resolve();
-      await holder;
+      const now = Date.now();
+      const blocking: IdempotencyRecord = {
+        state: 'in_flight',
+        fingerprint: 'fp-a',
+        token: 'holder',
+        leaseExpiresAt: now + leaseLeftMs,
+        expiresAt: now - ranMs + ttlMs,
+        response: null,
+      };
+      const store = wrap(memoryStore(), { acquire: async () => ({ acquired: false, record: blocking }) });
+      const { engine } = setup({ store, ttlMs });
+      const error = await rejection(engine.run(request(), async () => 'b', settle));
+      expect([ranMs, error.details.retryAfterSeconds]).toEqual([ranMs, expected]);
     }
   });
 

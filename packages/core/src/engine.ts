@@ -182,7 +182,7 @@ export class IdempotencyEngine {
       // in_flight, or (with clocks apart) a lease the store still counts as live.
       this.emit({ type: 'in_flight', key });
       const remaining = deadline - Date.now();
-      if (remaining <= 0) throw inFlight(key, this.store.name, record);
+      if (remaining <= 0) throw inFlight(key, this.store.name, record, this.ttlMs);
       await sleep(Math.min(pollMs, remaining));
       pollMs = Math.min(pollMs * 2, 1_000);
     }
@@ -590,8 +590,17 @@ function storeUnavailable(store: string, key: string, what: string, cause?: unkn
   });
 }
 
-function inFlight(key: string, store: string, record: IdempotencyRecord): IdempotencyError {
-  const seconds = Math.min(Math.max(Math.ceil((record.leaseExpiresAt - Date.now()) / 1000), 1), 60);
+/**
+ * `in_flight`, with a `Retry-After` of about as long as the work has run so far: a retry then comes
+ * when the work is likely done, and polling backs off as it goes on. At least 1 s; at most until the
+ * lease ends (when a retry may take a crashed holder over) and 60 s. The work started one ttl before
+ * the record's expiry, which renewals do not move (with another ttl elsewhere, the lease bounds it).
+ */
+function inFlight(key: string, store: string, record: IdempotencyRecord, ttlMs: number): IdempotencyError {
+  const now = Date.now();
+  const ranMs = now - (record.expiresAt - ttlMs);
+  const waitMs = Math.min(ranMs, record.leaseExpiresAt - now);
+  const seconds = Math.min(Math.max(Math.ceil(waitMs / 1000), 1), 60);
   return new IdempotencyError('in_flight', 'a request with this Idempotency-Key is still being processed', {
     details: { key, store, retryAfterSeconds: seconds },
   });
