@@ -114,15 +114,15 @@ export function createIdempotentFetch(options: IdempotentFetchOptions = {}): Ide
     const url = template?.url ?? String(input);
     const headers = new Headers(template ? template.headers : init?.headers);
     // Buffering a stream body is part of the call: it stops on abort and counts against the deadline.
-    const reading = startTimer(
-      signal,
-      deadline - Date.now(),
-      `the request body stream was still being read at the deadline (deadlineMs: ${deadlineMs})`,
-    );
     const prepared = await prepareBody(template ? template.body : init?.body, {
       ...bodyOptions,
-      signal: reading.signal,
-    }).finally(reading.clear);
+      startReading: () =>
+        startTimer(
+          signal,
+          deadline - Date.now(),
+          `the request body stream was still being read at the deadline (deadlineMs: ${deadlineMs})`,
+        ),
+    });
     if (prepared.contentType && !headers.has('content-type'))
       headers.set('content-type', prepared.contentType);
     if (!headers.has(KEY_HEADER) && keyMethods.has(method)) headers.set(KEY_HEADER, generateKey());

@@ -19,11 +19,16 @@ export interface PreparedBody {
  * failed, aborted) is cancelled.
  *
  * @throws IdempotencyError `request_too_large` when a stream is longer than `maxBufferBytes`.
- * @throws the reason of `signal` as soon as it aborts while a stream is being read.
+ * @throws the reason of the reading's signal as soon as it aborts while a stream is being read.
  */
 export async function prepareBody(
   body: BodyInit | null | undefined,
-  options: { bufferStreams: boolean; maxBufferBytes: number; signal: AbortSignal },
+  options: {
+    bufferStreams: boolean;
+    maxBufferBytes: number;
+    /** Starts what bounds the reading of a stream (the caller's signal, the deadline): only for one. */
+    startReading: () => { signal: AbortSignal; clear: () => void };
+  },
 ): Promise<PreparedBody> {
   if (body === null || body === undefined) return { body: null, replayable: true };
   if (typeof FormData !== 'undefined' && body instanceof FormData) {
@@ -32,7 +37,12 @@ export async function prepareBody(
   }
   if (!isStream(body)) return { body, replayable: true };
   if (!options.bufferStreams) return { body, replayable: false };
-  return { body: await readCapped(body, options.maxBufferBytes, options.signal), replayable: true };
+  const reading = options.startReading();
+  try {
+    return { body: await readCapped(body, options.maxBufferBytes, reading.signal), replayable: true };
+  } finally {
+    reading.clear();
+  }
 }
 
 function isStream(body: BodyInit): body is BodyInit & AsyncIterable<unknown> {
