@@ -119,6 +119,25 @@ describe.each(FRAMEWORK_NAMES)('%s on memory', (framework) => {
     expect((await fetch(`${demo.url}/nowhere`)).status).toBe(404);
   });
 
+  it('answers 405 with Allow to a known path asked with another method', async () => {
+    for (const [method, path, allow] of [
+      ['PUT', '/orders', 'GET, HEAD, POST'],
+      ['DELETE', '/orders/ord_1', 'GET, HEAD'],
+      ['POST', '/', 'GET, HEAD'],
+    ] as const) {
+      const response = await fetch(`${demo.url}${path}`, { method });
+      expect(response.status, `${method} ${path}`).toBe(405);
+      expect(response.headers.get('allow')).toBe(allow);
+      expect(await response.json()).toMatchObject({
+        status: 405,
+        detail: `${path} takes ${allow}, not ${method}`,
+      });
+    }
+    // What Allow lists is answered.
+    expect((await fetch(`${demo.url}/orders`, { method: 'HEAD' })).status).toBe(200);
+    expect((await fetch(`${demo.url}/`, { method: 'HEAD' })).status).toBe(200);
+  });
+
   it('serves the page, naming its framework and store', async () => {
     const response = await fetch(`${demo.url}/`);
     expect(response.status).toBe(200);

@@ -142,11 +142,30 @@ export class OrderService {
     return problem(500, 'internal-error', 'Internal error', 'the order service failed; see the server log');
   }
 
-  /** A `404` for any other path. */
-  notFound(path: string): Reply {
-    return problem(404, 'not-found', 'Not found', `nothing at ${path}`);
+  /**
+   * The answer to a request no route took: `405` with `Allow` for one of the demo's paths asked with
+   * another method (`PUT /orders`), `404` for any other path.
+   */
+  unrouted(method: string, path: string): Reply {
+    const allow = ROUTES.find(([pattern]) => pattern.test(path))?.[1];
+    if (allow === undefined) return problem(404, 'not-found', 'Not found', `nothing at ${path}`);
+    const reply = problem(
+      405,
+      'method-not-allowed',
+      'Method not allowed',
+      `${path} takes ${allow}, not ${method}`,
+    );
+    reply.headers.push(['allow', allow]);
+    return reply;
   }
 }
+
+/** The demo's paths and the methods each takes (HEAD with GET, as every framework here answers it). */
+const ROUTES: ReadonlyArray<readonly [RegExp, string]> = [
+  [/^\/$/, 'GET, HEAD'],
+  [/^\/orders$/, 'GET, HEAD, POST'],
+  [/^\/orders\/[^/]+$/, 'GET, HEAD'],
+];
 
 /** Validate a `POST /orders` body; returns the input, or what is wrong with it. */
 export function parseOrderInput(body: unknown): OrderInput | string {

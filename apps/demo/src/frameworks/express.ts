@@ -28,7 +28,7 @@ export const createExpressServer: CreateServer = ({
     send(res, await service.list(typeof key === 'string' ? key : undefined));
   });
   app.get('/orders/:id', async (req, res) => send(res, await service.get(req.params.id)));
-  app.use((req, res) => send(res, service.notFound(req.path)));
+  app.use((req, res) => send(res, service.unrouted(req.method, req.path)));
   const errors: ErrorRequestHandler = (error, _req, res, _next) => {
     if ((error as { type?: unknown }).type === 'entity.parse.failed') {
       send(res, service.badRequest('the body is not valid JSON'));

@@ -21,7 +21,7 @@ export const createHonoServer: CreateServer = ({ service, store, idempotency: op
   });
   app.get('/orders', async (c) => send(await service.list(c.req.query('key'))));
   app.get('/orders/:id', async (c) => send(await service.get(c.req.param('id'))));
-  app.notFound((c) => send(service.notFound(c.req.path)));
+  app.notFound((c) => send(service.unrouted(c.req.method, c.req.path)));
   app.onError((error) => {
     onError(error);
     return send(service.failure());
