@@ -26,7 +26,7 @@ export interface EncryptedStoreOptions {
    * are still alive (one ttl); with it on, whoever can write to the store can plant a plaintext response.
    * Default `false`.
    */
-  acceptPlaintext?: boolean;
+  acceptPlaintext?: boolean | undefined;
 }
 
 /** The one header an encrypted record stores in the clear: the format version and the key id. */

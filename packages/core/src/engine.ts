@@ -8,29 +8,29 @@ export interface EngineOptions {
   /** Where records live. */
   store: Store;
   /** How long a completed (or failed) record is kept, in ms. Default 24 h. */
-  ttlMs?: number;
+  ttlMs?: number | undefined;
   /** Lease of a running operation, in ms: after it ends without a heartbeat, a retry may take over. Default 15 s. */
-  leaseMs?: number;
+  leaseMs?: number | undefined;
   /** Renew the lease every third of a lease while the work runs. Default `true`. */
-  heartbeat?: boolean;
+  heartbeat?: boolean | undefined;
   /** A store call that takes longer than this fails as `store_unavailable`, in ms. Default 3 s. */
-  storeTimeoutMs?: number;
+  storeTimeoutMs?: number | undefined;
   /**
    * When another holder's lease is live, wait up to `timeoutMs` for its result (polling with backoff
    * from `pollMs`, default 50 ms, up to 1 s) and replay it, instead of failing with `in_flight` at once.
    * Default: off.
    */
-  wait?: false | { timeoutMs: number; pollMs?: number };
+  wait?: false | { timeoutMs: number; pollMs?: number | undefined } | undefined;
   /**
    * When the store is unavailable before the work runs, run the work anyway without a claim (and emit
    * a `store_error` event with `failOpen: true`) instead of failing with `store_unavailable`.
    * Default `false` (fail closed): idempotency is never silently dropped.
    */
-  failOpen?: boolean;
+  failOpen?: boolean | undefined;
   /** How many times a failed `complete` is retried (with backoff, in the background). Default 4. */
-  completeRetries?: number;
+  completeRetries?: number | undefined;
   /** Observer of engine events (execute, replay, in_flight, mismatch, store_error, lease_lost, complete_failed). */
-  onEvent?: EventListener;
+  onEvent?: EventListener | undefined;
 }
 
 /** The operation the work runs under, handed to it by the engine. */

@@ -12,7 +12,7 @@ export interface FingerprintInput {
   /** The request's content type; JSON types (`application/json`, `*+json`) are canonicalised. */
   contentType?: string | null | undefined;
   /** Header pairs the user chose to include (names lower-case), in the order they were chosen. */
-  headers?: ReadonlyArray<readonly [string, string]>;
+  headers?: ReadonlyArray<readonly [string, string]> | undefined;
 }
 
 const decoder = new TextDecoder('utf-8', { fatal: true });

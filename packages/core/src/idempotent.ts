@@ -17,16 +17,16 @@ export interface IdempotentOptions<A extends unknown[], R> extends EngineOptions
   /** The idempotency key of a call, e.g. the message id of a queue job. */
   key: (...args: A) => string;
   /** Who is asking: the same key in two scopes is two operations. Default: one shared scope. */
-  scope?: (...args: A) => string;
+  scope?: ((...args: A) => string) | undefined;
   /**
    * What the call asks for; a repeat with the same key and a different fingerprint is refused with
    * `key_mismatch`. Default: the arguments, as canonical JSON.
    */
-  fingerprint?: (...args: A) => unknown;
+  fingerprint?: ((...args: A) => unknown) | undefined;
   /** How results are kept. Default: JSON (an `undefined` result is kept as an empty body). */
-  serializer?: ResultSerializer<R>;
+  serializer?: ResultSerializer<R> | undefined;
   /** Prefix of storage keys. Default `"idem:"`. */
-  prefix?: string;
+  prefix?: string | undefined;
 }
 
 const encoder = new TextEncoder();

@@ -3,7 +3,7 @@ import { IdempotencyError } from './errors.js';
 /** Options of {@link parseIdempotencyKey}. */
 export interface KeyOptions {
   /** Longest accepted key, in characters, after unquoting. Default 255. */
-  maxKeyLength?: number;
+  maxKeyLength?: number | undefined;
 }
 
 /** Default of {@link KeyOptions.maxKeyLength}: 255 characters, counted after unquoting. */

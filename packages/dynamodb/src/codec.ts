@@ -44,6 +44,23 @@ export const DEFAULT_ATTRIBUTE_NAMES: Readonly<DynamoDBAttributeNames> = Object.
   response: 'response',
 });
 
+/**
+ * The attribute names in use: the defaults, overridden by the names `overrides` sets. A name given as
+ * `undefined` keeps its default (a spread would put `undefined` in its place).
+ */
+export function attributeNames(
+  overrides: { readonly [Name in keyof DynamoDBAttributeNames]?: string | undefined } | undefined,
+): DynamoDBAttributeNames {
+  const names = { ...DEFAULT_ATTRIBUTE_NAMES };
+  if (overrides) {
+    for (const name of Object.keys(names) as Array<keyof DynamoDBAttributeNames>) {
+      const override = overrides[name];
+      if (override !== undefined) names[name] = override;
+    }
+  }
+  return names;
+}
+
 /** A DynamoDB item, as the low-level client speaks it. */
 export type Item = Record<string, AttributeValue>;
 

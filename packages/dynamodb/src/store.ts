@@ -7,13 +7,7 @@ import {
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import type { AcquireResult, Claim, IdempotencyRecord, Store, StoredResponse } from '@idem/core';
-import {
-  DEFAULT_ATTRIBUTE_NAMES,
-  type DynamoDBAttributeNames,
-  type Item,
-  itemBytes,
-  RecordCodec,
-} from './codec.js';
+import { attributeNames, type DynamoDBAttributeNames, type Item, itemBytes, RecordCodec } from './codec.js';
 
 /** Options of {@link dynamodbStore}. */
 export interface DynamoDBStoreOptions {
@@ -22,17 +16,19 @@ export interface DynamoDBStoreOptions {
   /** The table name. Create it with `createTable()` or from the definition in the README. */
   table: string;
   /** Attribute names, for tables with a naming scheme of their own. Defaults: {@link DEFAULT_ATTRIBUTE_NAMES}. */
-  attributes?: Partial<DynamoDBAttributeNames>;
+  attributes?: { [Name in keyof DynamoDBAttributeNames]?: string | undefined } | undefined;
   /**
    * For a table with a composite primary key (single-table designs): the sort key attribute and the
    * constant value records use in it. Default: none (the table has a partition key only).
    */
-  sortKey?: {
-    /** The sort key attribute's name (type `S`). */
-    attribute: string;
-    /** The value every idem record has in it; non-empty. */
-    value: string;
-  };
+  sortKey?:
+    | {
+        /** The sort key attribute's name (type `S`). */
+        attribute: string;
+        /** The value every idem record has in it; non-empty. */
+        value: string;
+      }
+    | undefined;
   /**
    * How far apart the clocks of your servers may be, in ms. DynamoDB has no clock a condition can read,
    * so every time comes from the clock of the server making the call. A lease is only taken over once
@@ -41,14 +37,14 @@ export interface DynamoDBStoreOptions {
    * crashed holder's lease is recovered `clockSkewMs` later. Record expiry (hours) uses no margin: a
    * record lives its ttl give or take the skew. Default 1000.
    */
-  clockSkewMs?: number;
+  clockSkewMs?: number | undefined;
   /**
    * Bodies of at least this many bytes are gzipped when that makes them smaller (fewer write units,
    * and more fits in DynamoDB's 400 KB item). `Infinity` turns compression off. Default 1024.
    */
-  compressMinBytes?: number;
+  compressMinBytes?: number | undefined;
   /** The clock, in epoch ms. Default `Date.now`; tests inject skewed clocks. */
-  now?: () => number;
+  now?: (() => number) | undefined;
 }
 
 /** A {@link Store} on DynamoDB, with the table it writes to. */
@@ -107,7 +103,7 @@ class DynamoDBIdempotencyStore implements DynamoDBStore {
     if (!options.table) throw new TypeError('[dynamodb] options.table is required');
     this.client = options.client;
     this.table = options.table;
-    this.attributes = Object.freeze({ ...DEFAULT_ATTRIBUTE_NAMES, ...options.attributes });
+    this.attributes = Object.freeze(attributeNames(options.attributes));
     this.sortKey = options.sortKey;
     const used = [...Object.values(this.attributes), ...(this.sortKey ? [this.sortKey.attribute] : [])];
     if (

@@ -7,7 +7,7 @@ import {
   UpdateTimeToLiveCommand,
   type UpdateTimeToLiveCommandInput,
 } from '@aws-sdk/client-dynamodb';
-import { DEFAULT_ATTRIBUTE_NAMES } from './codec.js';
+import { attributeNames } from './codec.js';
 import type { DynamoDBStoreOptions } from './store.js';
 
 /** What a table definition depends on: the same options the store takes. */
@@ -18,7 +18,7 @@ export interface CreateTableOptions extends TableOptions {
   /** The client to call `CreateTable`, `DescribeTable`, `DescribeTimeToLive` and `UpdateTimeToLive` with. */
   client: DynamoDBClient;
   /** How long to wait for the table to become `ACTIVE`, in ms. Default 120 000. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
 }
 
 /**
@@ -31,7 +31,7 @@ export function tableDefinition(options: TableOptions): {
   createTable: CreateTableCommandInput;
   timeToLive: UpdateTimeToLiveCommandInput;
 } {
-  const names = { ...DEFAULT_ATTRIBUTE_NAMES, ...options.attributes };
+  const names = attributeNames(options.attributes);
   const { sortKey } = options;
   return {
     createTable: {

@@ -32,7 +32,7 @@ export interface ExpressIdempotencyOptions extends Omit<HttpIdempotencyOptions, 
    * to another scope. Default: the `Authorization` header (hashed). Set it to your tenant or user id,
    * e.g. `(req) => req.user.id` (mount idem after your authentication middleware).
    */
-  scope?: (req: Request) => string | Promise<string>;
+  scope?: ((req: Request) => string | Promise<string>) | undefined;
 }
 
 /** An {@link HttpRequest} over an Express request (which `scope` gets back). */

@@ -33,20 +33,21 @@ export {
 } from '@idem/core';
 
 /** Options of the plugin: those of `@idem/core`'s HTTP layer, with `scope` and `fingerprint` over Fastify requests. */
-export interface FastifyIdempotencyOptions extends Omit<HttpIdempotencyOptions, 'scope' | 'fingerprint'> {
+export interface FastifyIdempotencyOptions
+  extends Omit<HttpIdempotencyOptions, 'scope' | 'fingerprint' | 'prefix'> {
   /**
    * Who is asking: the same key from two scopes is two operations, and a response is never replayed to
    * another scope. Runs after the route's other `preHandler` hooks, so `request.user` and the like are
    * set. Default: the `Authorization` header. Set it to your tenant or user id.
    */
-  scope?: (request: FastifyRequest) => string | Promise<string>;
+  scope?: ((request: FastifyRequest) => string | Promise<string>) | undefined;
   /** Replace the fingerprint (default: method, path, `fingerprintHeaders` and the raw body bytes). */
-  fingerprint?: (request: FastifyRequest, body: Uint8Array) => string | Promise<string>;
+  fingerprint?: ((request: FastifyRequest, body: Uint8Array) => string | Promise<string>) | undefined;
   /**
    * Cover every route registered after the plugin (default `true`). When `false`, only routes whose
    * `config.idempotency` is `true` or an object are covered.
    */
-  global?: boolean;
+  global?: boolean | undefined;
   /**
    * The hook in which idem decides (replay, problem or run). `'preHandler'` (default): last before the
    * handler, after the route's other `preHandler` hooks, so `scope` sees what your auth hooks set.
@@ -56,19 +57,30 @@ export interface FastifyIdempotencyOptions extends Omit<HttpIdempotencyOptions, 
    * (or the default scope, the `Authorization` header, is enough): a replay answered there does not go
    * through later hooks.
    */
-  decideIn?: 'preHandler' | 'preParsing';
+  decideIn?: 'preHandler' | 'preParsing' | undefined;
+  /**
+   * Prefix of storage keys. Default `"idem:"`. A `string` only, not `undefined`: Fastify's own register
+   * options declare `prefix?: string`, and `fastify.register(idempotency, options)` takes both at once.
+   */
+  prefix?: string;
 }
 
 /**
  * A route's `config.idempotency`: `false` leaves the route alone, `true` covers it with the plugin's
  * options, an object covers it with those options overriding the plugin's (e.g. `{ required: false }`).
  */
-export type RouteIdempotencyConfig = boolean | Partial<Omit<FastifyIdempotencyOptions, 'global'>>;
+export type RouteIdempotencyConfig =
+  | boolean
+  | {
+      [Name in keyof Omit<FastifyIdempotencyOptions, 'global'>]?:
+        | Omit<FastifyIdempotencyOptions, 'global'>[Name]
+        | undefined;
+    };
 
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** idem for this route: `false` to disable, `true` to enable, or options overriding the plugin's. */
-    idempotency?: RouteIdempotencyConfig;
+    idempotency?: RouteIdempotencyConfig | undefined;
   }
   interface FastifyRequest {
     /** The idempotent operation this request runs under; `null` when idem does not cover the request. */
@@ -306,7 +318,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
   fastify.addHook('onRoute', (route) => {
     const setting = route.config?.idempotency ?? options.global ?? true;
     if (setting === false) return;
-    const routeOptions = setting === true ? options : { ...options, ...setting };
+    const routeOptions = setting === true ? options : withRouteSettings(options, setting);
     const layer = setting === true ? pluginLayer : createIdempotencyHandler(layerOptions(routeOptions));
     if (![route.method].flat().some((method) => layer.covers(method))) return;
     const hooks = hooksFor(layer);
@@ -329,6 +341,19 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
 function hookList<Hook>(hooks: Hook | Hook[] | undefined): Hook[] {
   if (!hooks) return [];
   return Array.isArray(hooks) ? hooks : [hooks];
+}
+
+/**
+ * The plugin's options with a route's settings over them. A setting given as `undefined` keeps the
+ * plugin's value (a spread would replace it with `undefined`, that is with the default).
+ */
+function withRouteSettings(
+  options: FastifyIdempotencyOptions,
+  setting: Exclude<RouteIdempotencyConfig, boolean>,
+): FastifyIdempotencyOptions {
+  const merged: Record<string, unknown> = { ...options };
+  for (const [name, value] of Object.entries(setting)) if (value !== undefined) merged[name] = value;
+  return merged as unknown as FastifyIdempotencyOptions;
 }
 
 function layerOptions(options: FastifyIdempotencyOptions): HttpIdempotencyOptions {

@@ -16,13 +16,17 @@ export async function startSuiteServer(
   app: TestApp,
   decideIn?: FastifyIdempotencyOptions['decideIn'],
 ): Promise<TestServer> {
-  const { scope, fingerprint, ...rest } = options;
+  const { scope, fingerprint, prefix, ...rest } = options;
   if (scope || fingerprint) throw new Error('the suite passed a scope or fingerprint of HttpRequest');
   const server = Fastify();
   server.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_request, body, done) =>
     done(null, body),
   );
-  await server.register(idempotency, { ...rest, ...(decideIn && { decideIn }) });
+  await server.register(idempotency, {
+    ...rest,
+    ...(prefix !== undefined && { prefix }),
+    ...(decideIn && { decideIn }),
+  });
 
   server.post('/orders', async (request, reply) => {
     const n = app.record('orders');

@@ -34,41 +34,41 @@ export interface RetryEvent {
 /** Options of {@link createIdempotentFetch}. */
 export interface IdempotentFetchOptions {
   /** The fetch to wrap. Default: `globalThis.fetch`, looked up at call time. */
-  fetch?: FetchLike;
+  fetch?: FetchLike | undefined;
   /** Methods that get a fresh `Idempotency-Key` when the caller set none. Default `['POST', 'PATCH']`. */
-  keyMethods?: readonly string[];
+  keyMethods?: readonly string[] | undefined;
   /**
    * Methods retried without a key (idempotent by HTTP's definition). Default
    * `['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']`; `[]` retries only keyed requests.
    */
-  idempotentMethods?: readonly string[];
+  idempotentMethods?: readonly string[] | undefined;
   /** Makes the key of one logical call. Default `crypto.randomUUID()`. */
-  generateKey?: () => string;
+  generateKey?: (() => string) | undefined;
   /** Attempts per call, the first one included. Default 4. */
-  maxAttempts?: number;
+  maxAttempts?: number | undefined;
   /**
    * Time budget of the whole call in ms, from the call (buffering a stream body included) until the final
    * response's headers: a body read or an attempt still waiting then is aborted with a `TimeoutError`, and
    * no retry is made whose wait would end after it. Any length is honoured, also beyond the 2^31-1 ms one
    * timer can hold; `Infinity` for none. Default 30 000.
    */
-  deadlineMs?: number;
+  deadlineMs?: number | undefined;
   /** How long one attempt may wait for response headers, in ms; then it is aborted and retried. Default: none. */
-  attemptTimeoutMs?: number;
+  attemptTimeoutMs?: number | undefined;
   /** Backoff scale: the n-th retry waits a random time below `min(maxDelayMs, baseDelayMs * 2^(n-1))`. Default 250. */
-  baseDelayMs?: number;
+  baseDelayMs?: number | undefined;
   /** Longest backoff wait, in ms (a `Retry-After` may ask for longer, within the deadline). Default 10 000. */
-  maxDelayMs?: number;
+  maxDelayMs?: number | undefined;
   /** Buffer one-shot stream bodies so that they can be retried. Default `true`; `false` sends them once, never retried. */
-  bufferStreams?: boolean;
+  bufferStreams?: boolean | undefined;
   /** Largest stream body buffered, in bytes; a longer one fails with `request_too_large`. Default 10 MiB. */
-  maxBufferBytes?: number;
+  maxBufferBytes?: number | undefined;
   /** Reject with a `ProblemError` when the final response has status >= 400, instead of resolving with it. Default `false`. */
-  throwOnProblem?: boolean;
+  throwOnProblem?: boolean | undefined;
   /** Called before each wait (logs, metrics). Errors it throws are ignored. */
-  onRetry?: (event: RetryEvent) => void;
+  onRetry?: ((event: RetryEvent) => void) | undefined;
   /** Uniform random number in `[0, 1)` for the jitter. Default `Math.random`. */
-  random?: () => number;
+  random?: (() => number) | undefined;
 }
 
 /** The fetch-shaped function {@link createIdempotentFetch} returns. */

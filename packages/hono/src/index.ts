@@ -32,7 +32,7 @@ export interface IdempotencyOptions extends Omit<HttpIdempotencyOptions, 'scope'
    * to another scope. Default: the `Authorization` header (hashed). Set it to your tenant or user id as
    * your authentication verified it, e.g. `(c) => c.get('jwtPayload').sub` (mount idem after it).
    */
-  scope?: (c: Context) => string | Promise<string>;
+  scope?: ((c: Context) => string | Promise<string>) | undefined;
 }
 
 /**

@@ -36,13 +36,13 @@ export interface HttpBindingTestOptions {
    * The store the cases run against, made once per run. Default: a fresh `memoryStore()`. The cases
    * use fresh random keys, so a store may be shared with other runs.
    */
-  store?: () => Store | Promise<Store>;
+  store?: (() => Store | Promise<Store>) | undefined;
   /** Called once after all cases (close store clients). */
-  teardown?: (store: Store) => void | Promise<void>;
+  teardown?: ((store: Store) => void | Promise<void>) | undefined;
   /** `'core'` runs only the cases that exercise the store (for Redis, Postgres, ...). Default `'all'`. */
-  only?: SuiteCases;
+  only?: SuiteCases | undefined;
   /** The status the framework answers when a route throws. Default 500. */
-  thrownStatus?: number;
+  thrownStatus?: number | undefined;
 }
 
 /** Request bodies above this get 413 on the servers the suite starts. */

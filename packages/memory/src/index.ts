@@ -17,17 +17,17 @@ export interface MemoryStoreOptions {
    * its work run twice): when only in-flight records are left, the new claim still succeeds and the
    * bound is exceeded until some of them settle. Default: unbounded (expired records are still dropped).
    */
-  maxEntries?: number;
+  maxEntries?: number | undefined;
   /**
    * How often expired records are swept, in ms; `0` turns the sweep off (expired records are then
    * dropped only when their key is touched or evicted). The timer starts with the first write and never
    * keeps the process alive. Default 60 000.
    */
-  cleanupIntervalMs?: number;
+  cleanupIntervalMs?: number | undefined;
   /** The clock, in epoch ms. Default `Date.now`; tests inject their own. */
-  now?: () => number;
+  now?: (() => number) | undefined;
   /** Name used in error messages and engine events. Default `"memory"`. */
-  name?: string;
+  name?: string | undefined;
 }
 
 /** An in-process {@link Store}, with a few extras for tests and shutdown. */

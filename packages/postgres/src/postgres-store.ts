@@ -37,7 +37,7 @@ export interface PostgresStoreOptions extends TableOptions {
    * `connectionTimeoutMillis` (pg's default, 0, waits forever). For a server-side bound, set
    * `statement_timeout` on the pool or the database role.
    */
-  queryTimeoutMs?: number;
+  queryTimeoutMs?: number | undefined;
   /**
    * Send the store's statements as named prepared statements (default `true`): each connection parses
    * and plans a statement once, then only binds and executes it (an acquire takes about half the time
@@ -45,7 +45,7 @@ export interface PostgresStoreOptions extends TableOptions {
    * not track prepared statements (PgBouncer before 1.21, or with `max_prepared_statements = 0`): every
    * statement is then sent unnamed and parsed and planned on every call.
    */
-  preparedStatements?: boolean;
+  preparedStatements?: boolean | undefined;
 }
 
 /**

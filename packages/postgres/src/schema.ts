@@ -1,12 +1,12 @@
 /** Where the records live: one table, optionally in a named schema. */
 export interface TableOptions {
   /** Table name. Default `"idem_records"`. At most 48 bytes (the index name adds a suffix to it). */
-  table?: string;
+  table?: string | undefined;
   /**
    * Schema (namespace) of the table. Default: none, the table name is left unqualified and the
    * connection's `search_path` decides. `migrate()` creates the schema when it is missing.
    */
-  schema?: string;
+  schema?: string | undefined;
 }
 
 /** The default table name. */

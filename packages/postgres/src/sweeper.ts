@@ -1,24 +1,24 @@
 /** Options of `store.sweep()`. */
 export interface SweepOptions {
   /** Most rows one call deletes (one short statement). Default 1000. */
-  limit?: number;
+  limit?: number | undefined;
 }
 
 /** Options of `store.startSweeper()`. */
 export interface SweeperOptions {
   /** Time between two sweeps, in ms. Default 60 s. */
-  intervalMs?: number;
+  intervalMs?: number | undefined;
   /** Rows per batch (one statement each). Default 1000. */
-  limit?: number;
+  limit?: number | undefined;
   /**
    * Batches per sweep at most: a sweep goes on while batches come back full, up to this many, so one
    * run never holds the database busy for long. Default 10.
    */
-  maxBatches?: number;
+  maxBatches?: number | undefined;
   /** Called with the number of rows each sweep deleted (0 included). */
-  onSweep?: (deleted: number) => void;
+  onSweep?: ((deleted: number) => void) | undefined;
   /** Called when a sweep fails; the sweeper keeps running. Default: ignore. */
-  onError?: (error: unknown) => void;
+  onError?: ((error: unknown) => void) | undefined;
 }
 
 /** A running sweeper. Its timer is unref'd: it never keeps the process alive on its own. */

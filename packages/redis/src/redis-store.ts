@@ -26,7 +26,7 @@ export interface RedisStoreOptions {
    * engine's prefix (`"idem:"` by default), and an ioredis `keyPrefix` on the client applies as well.
    * Default `""`.
    */
-  prefix?: string;
+  prefix?: string | undefined;
 }
 
 type ScriptCall = (key: string, ...args: Array<string | Buffer>) => Promise<unknown>;

@@ -17,22 +17,24 @@ export interface StoreTestOptions {
    */
   createStore: () => Store | Promise<Store>;
   /** Optional raw reader, so the suite can check what was stored and when the backend expires it. */
-  readRaw?: (store: Store, key: string) => Promise<RawRecord | null>;
+  readRaw?: ((store: Store, key: string) => Promise<RawRecord | null>) | undefined;
   /** Called once after all tests (close clients, drop tables). */
-  teardown?: (store: Store) => void | Promise<void>;
+  teardown?: ((store: Store) => void | Promise<void>) | undefined;
   /**
    * Short real durations the timing tests use, in ms. Stores keep time on their own clock, so fake
    * timers do not apply. Defaults: lease 300, ttl 600. Raise them for slow or coarse-clocked backends
    * (e.g. a backend with one-second expiry resolution).
    */
-  timing?: {
-    /** The lease the timing tests claim with, in ms. Default 300. */
-    leaseMs?: number;
-    /** The record ttl the timing tests use, in ms. Default 600. */
-    ttlMs?: number;
-  };
+  timing?:
+    | {
+        /** The lease the timing tests claim with, in ms. Default 300. */
+        leaseMs?: number | undefined;
+        /** The record ttl the timing tests use, in ms. Default 600. */
+        ttlMs?: number | undefined;
+      }
+    | undefined;
   /** Test-local registration hook for store-specific cases that need the same store. */
-  additionalTests?: (getStore: () => Store) => void;
+  additionalTests?: ((getStore: () => Store) => void) | undefined;
 }
 
 const LONG = 60_000;
@@ -52,8 +54,17 @@ export function uniqueKey(label = 'k'): string {
 }
 
 /** A claim with a fresh token. */
-export function makeClaim(fingerprint = 'fp-1', overrides: Partial<Claim> = {}): Claim {
-  return { fingerprint, token: crypto.randomUUID(), leaseMs: LONG, ttlMs: LONG, ...overrides };
+export function makeClaim(
+  fingerprint = 'fp-1',
+  overrides: { [Field in keyof Claim]?: Claim[Field] | undefined } = {},
+): Claim {
+  // Field by field, not a spread: an override given as `undefined` keeps the default.
+  return {
+    fingerprint: overrides.fingerprint ?? fingerprint,
+    token: overrides.token ?? crypto.randomUUID(),
+    leaseMs: overrides.leaseMs ?? LONG,
+    ttlMs: overrides.ttlMs ?? LONG,
+  };
 }
 
 /** A small response with repeated headers, for round trips. */

@@ -16,39 +16,39 @@ import type {
 /** Options of the HTTP layer, shared by every binding. */
 export interface HttpIdempotencyOptions extends EngineOptions {
   /** Methods idem applies to (upper-case). Default `['POST', 'PATCH']`; others pass through untouched. */
-  methods?: readonly string[];
+  methods?: readonly string[] | undefined;
   /** Refuse requests without a key with `400` (default `true`); when `false`, they pass through untouched. */
-  required?: boolean;
+  required?: boolean | undefined;
   /** The key header's name. Default `Idempotency-Key`. */
-  headerName?: string;
+  headerName?: string | undefined;
   /** Longest accepted key. Default 255. */
-  maxKeyLength?: number;
+  maxKeyLength?: number | undefined;
   /**
    * Who is asking: the same key from two scopes is two operations, and a response is never replayed
    * to another scope. Default: the `Authorization` header (hashed into the storage key). Set it to
    * your tenant or user id.
    */
-  scope?: (request: HttpRequest) => string | Promise<string>;
+  scope?: ((request: HttpRequest) => string | Promise<string>) | undefined;
   /** Request headers (names) that are part of the fingerprint, besides method, path and body. */
-  fingerprintHeaders?: readonly string[];
+  fingerprintHeaders?: readonly string[] | undefined;
   /** Replace the fingerprint entirely: what makes two requests with one key "the same request". */
-  fingerprint?: (request: HttpRequest, body: Uint8Array) => string | Promise<string>;
+  fingerprint?: ((request: HttpRequest, body: Uint8Array) => string | Promise<string>) | undefined;
   /** Request bodies above this many bytes get `413` before anything is claimed. Default 1 MiB. */
-  maxRequestBytes?: number;
+  maxRequestBytes?: number | undefined;
   /**
    * Response bodies above this many bytes go to the client untouched but are not stored; the record
    * completes without a body and a retry gets `410 response_not_stored`. Default 1 MiB.
    */
-  maxResponseBytes?: number;
+  maxResponseBytes?: number | undefined;
   /**
    * Which statuses are stored. Default 200-499 but 408 and 429; the others (5xx, and those two, which
    * ask the client to try again later) release the key so that a retry runs again.
    */
-  storeStatus?: (status: number) => boolean;
+  storeStatus?: ((status: number) => boolean) | undefined;
   /** Which response headers are stored and replayed (Set-Cookie, hop-by-hop, Date, Content-Length never are). */
-  storedHeaders?: StoredHeadersOptions;
+  storedHeaders?: StoredHeadersOptions | undefined;
   /** Prefix of storage keys. Default `"idem:"`. */
-  prefix?: string;
+  prefix?: string | undefined;
 }
 
 /** The HTTP layer bindings call: one instance per middleware/plugin. */

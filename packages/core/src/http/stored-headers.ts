@@ -1,9 +1,9 @@
 /** Which response headers are stored and replayed. */
 export interface StoredHeadersOptions {
   /** Store only these headers (lower-case names); the always-dropped ones stay dropped. Default: all. */
-  allow?: readonly string[];
+  allow?: readonly string[] | undefined;
   /** Never store these headers (lower-case names), on top of the always-dropped ones. */
-  deny?: readonly string[];
+  deny?: readonly string[] | undefined;
 }
 
 // Never replayed: cookies belong to the original exchange, hop-by-hop headers to the original
