@@ -598,10 +598,21 @@ describe('IdempotencyEngine', () => {
       const corrupt = new IdempotencyError('record_corrupt', '[memory] could not decode the record');
       for (const failOpen of [false, true]) {
         const store = wrap(memoryStore(), { acquire: () => Promise.reject(corrupt) });
-        const { engine } = setup({ store, failOpen });
+        const { engine, events } = setup({ store, failOpen });
         const work = vi.fn(async () => 'never');
-        await expect(engine.run(request(), work, settle)).rejects.toBe(corrupt);
+        const req = request();
+        await expect(engine.run(req, work, settle)).rejects.toBe(corrupt);
         expect(work).not.toHaveBeenCalled();
+        // The operator hears of it (the client's problem detail does not say what is wrong).
+        expect(events).toEqual([
+          {
+            type: 'record_corrupt',
+            key: req.storageKey,
+            store: 'memory',
+            operation: 'acquire',
+            error: corrupt,
+          },
+        ]);
       }
     });
 
@@ -619,8 +630,13 @@ describe('IdempotencyEngine', () => {
           },
         }),
       });
-      const { engine } = setup({ store });
-      expect((await rejection(engine.run(request(), async () => 'x', settle))).code).toBe('record_corrupt');
+      const { engine, events } = setup({ store });
+      const req = request();
+      const error = await rejection(engine.run(req, async () => 'x', settle));
+      expect(error.code).toBe('record_corrupt');
+      expect(events).toEqual([
+        { type: 'record_corrupt', key: req.storageKey, store: 'memory', operation: 'acquire', error },
+      ]);
     });
 
     it('retries a failed complete in the background, then reports complete_failed, never throwing', async () => {

@@ -143,7 +143,10 @@ export class IdempotencyEngine {
       try {
         acquired = await this.call('acquire', key, () => this.store.acquire(key, claim), claim.token);
       } catch (error) {
-        if (isIdempotencyError(error, 'record_corrupt')) throw error;
+        if (isIdempotencyError(error, 'record_corrupt')) {
+          this.emit({ type: 'record_corrupt', key, operation: 'acquire', error });
+          throw error;
+        }
         if (!this.failOpen) {
           this.emit({ type: 'store_error', key, operation: 'acquire', error });
           throw error;
@@ -168,13 +171,13 @@ export class IdempotencyEngine {
       }
       if (outcome === 'replay') {
         if (!record.response) {
-          throw new IdempotencyError(
+          const error = new IdempotencyError(
             'record_corrupt',
             `[${this.store.name}] completed record without a response`,
-            {
-              details: { key, store: this.store.name },
-            },
+            { details: { key, store: this.store.name } },
           );
+          this.emit({ type: 'record_corrupt', key, operation: 'acquire', error });
+          throw error;
         }
         this.emit({ type: 'replay', key });
         return { replayed: true, response: record.response };
@@ -342,6 +345,14 @@ export class IdempotencyEngine {
       },
     );
     return result;
+  }
+
+  /**
+   * Tell `onEvent` (`record_corrupt`) about a record the caller found unusable after the engine handed
+   * it over: the HTTP layer's check of the headers it would replay.
+   */
+  reportCorrupt(key: string, error: IdempotencyError): void {
+    this.emit({ type: 'record_corrupt', key, error });
   }
 
   private emit(event: Omit<IdempotencyEvent, 'store'>): void {

@@ -57,6 +57,7 @@ describe('problemFor', () => {
 
   it.each(codes)('answers %s with %i and type %s', (code, status, type) => {
     const error = new IdempotencyError(code, 'what happened');
+    const detail = status < 500 ? 'what happened' : expect.not.stringContaining('what happened');
     expect(statusForCode(code)).toBe(status);
     expect(problemTypeForCode(code)).toBe(type);
     const answer = problemFor(error);
@@ -66,7 +67,7 @@ describe('problemFor', () => {
       type,
       title: expect.any(String),
       status,
-      detail: 'what happened',
+      detail,
       code,
     });
     expect(answer.problem.title.length).toBeGreaterThan(0);
@@ -96,6 +97,20 @@ describe('problemFor', () => {
     expect(problem['reason']).toBe('too_large');
     expect(JSON.stringify(problem)).not.toMatch(/secret|idem:abc|redis/);
   });
+
+  it.each(codes.filter(([, status]) => status >= 500))(
+    'gives %s a fixed detail: its message (store, storage key, key id) is for the operator, not the client',
+    (code) => {
+      const error = new IdempotencyError(code, '[redis] record idem:abc cannot be read: key id k-2024', {
+        details: { store: 'redis', key: 'idem:abc' },
+      });
+      const { problem } = problemFor(error);
+      expect(problem.detail.length).toBeGreaterThan(20);
+      expect(JSON.stringify(problem)).not.toMatch(/redis|idem:abc|k-2024/);
+      // The thrown error keeps the message, for logs.
+      expect(error.message).toContain('idem:abc');
+    },
+  );
 
   it('strips only the leading [idem] prefix from the detail', () => {
     const { problem } = problemFor(new IdempotencyError('key_invalid', 'invalid [idem] key'));

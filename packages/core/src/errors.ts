@@ -68,7 +68,11 @@ export interface ProblemDetails {
   title: string;
   /** The HTTP status of the response, repeated in the body. */
   status: number;
-  /** What went wrong in this occurrence: the error's message without its `[idem]` prefix. */
+  /**
+   * What went wrong in this occurrence: the error's message without its `[idem]` prefix; for the 5xx
+   * codes a fixed sentence instead (their messages name the store, the storage key or an encryption
+   * key id: the operator's business, given to `onEvent` and kept on the thrown error, not the client's).
+   */
   detail: string;
   /** idem's error code; the field to branch on. */
   code: IdempotencyErrorCode;
@@ -78,16 +82,28 @@ export interface ProblemDetails {
 
 const PROBLEM_BASE = 'https://idem.dev/problems/';
 
-const problems: Record<IdempotencyErrorCode, { status: number; title: string }> = {
+const problems: Record<IdempotencyErrorCode, { status: number; title: string; detail?: string }> = {
   key_missing: { status: 400, title: 'Idempotency-Key is missing' },
   key_invalid: { status: 400, title: 'Idempotency-Key is invalid' },
   key_mismatch: { status: 422, title: 'Idempotency-Key reused with a different request' },
   in_flight: { status: 409, title: 'A request with this Idempotency-Key is in progress' },
-  store_unavailable: { status: 503, title: 'Idempotency store unavailable' },
+  store_unavailable: {
+    status: 503,
+    title: 'Idempotency store unavailable',
+    detail: 'the idempotency store failed or did not answer in time; the request did not run, retry later',
+  },
   request_too_large: { status: 413, title: 'Request body too large' },
   response_not_stored: { status: 410, title: 'The original response was not stored' },
-  record_corrupt: { status: 500, title: 'Stored idempotency record is corrupt' },
-  result_invalid: { status: 500, title: 'Stored result is invalid' },
+  record_corrupt: {
+    status: 500,
+    title: 'Stored idempotency record is corrupt',
+    detail: 'the stored record of this Idempotency-Key cannot be read; the request did not run',
+  },
+  result_invalid: {
+    status: 500,
+    title: 'Stored result is invalid',
+    detail: 'the stored result of this operation cannot be used',
+  },
 };
 
 /** The HTTP status of an error code. */
@@ -109,13 +125,13 @@ export function problemFor(error: IdempotencyError): {
   headers: Record<string, string>;
   problem: ProblemDetails;
 } {
-  const { status, title } = problems[error.code];
+  const { status, title, detail } = problems[error.code];
   const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
   const problem: ProblemDetails = {
     type: problemTypeForCode(error.code),
     title,
     status,
-    detail: error.message.replace(/^\[idem\] /, ''),
+    detail: detail ?? error.message.replace(/^\[idem\] /, ''),
     code: error.code,
   };
   const retryAfter = error.details.retryAfterSeconds;

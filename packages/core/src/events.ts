@@ -11,15 +11,26 @@ export interface IdempotencyEvent {
    * - `lease_lost`: a write with our token was refused: another holder took over, the result was not
    *   stored by us.
    * - `complete_failed`: the work succeeded but storing its result failed after every retry.
+   * - `record_corrupt`: the key's record cannot be read or used (undecodable, undecryptable, a completed
+   *   record without a response, a stored header no server may send); nothing ran, the client got 500.
+   *   `error` says what is wrong (the problem the client gets does not).
    */
-  type: 'execute' | 'replay' | 'in_flight' | 'mismatch' | 'store_error' | 'lease_lost' | 'complete_failed';
+  type:
+    | 'execute'
+    | 'replay'
+    | 'in_flight'
+    | 'mismatch'
+    | 'store_error'
+    | 'lease_lost'
+    | 'complete_failed'
+    | 'record_corrupt';
   /** The storage key (a hash, never the raw client key). */
   key: string;
   /** The store's name. */
   store: string;
-  /** The store operation involved, for `store_error` and `lease_lost`. */
+  /** The store operation involved, for `store_error`, `lease_lost` and (when a store reported it) `record_corrupt`. */
   operation?: 'acquire' | 'complete' | 'release' | 'extend';
-  /** The underlying error, for `store_error` and `complete_failed`. */
+  /** The underlying error, for `store_error`, `complete_failed` and `record_corrupt`. */
   error?: unknown;
   /** Set on `store_error` when fail-open let the work run without a claim. */
   failOpen?: boolean;

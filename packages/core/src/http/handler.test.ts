@@ -1,7 +1,8 @@
 import { memoryStore } from '@idem/memory';
 import { describe, expect, it, vi } from 'vitest';
+import type { IdempotencyEvent } from '../events.js';
 import { createIdempotencyHandler } from './handler.js';
-import type { CapturedResponse, HttpRequest } from './types.js';
+import type { CapturedResponse, HttpRequest, IdempotencyContext } from './types.js';
 
 const encoder = new TextEncoder();
 
@@ -47,5 +48,51 @@ describe('createIdempotencyHandler: which statuses are stored by default', () =>
     await storing.handle(post(key), route);
     expect(await storing.handle(post(key), route)).toMatchObject({ action: 'respond', replayed: true });
     expect(route).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('createIdempotencyHandler: a stored response that cannot be sent', () => {
+  it('answers 500 record_corrupt without saying where, and tells onEvent what is wrong', async () => {
+    const store = memoryStore({ cleanupIntervalMs: 0 });
+    const events: IdempotencyEvent[] = [];
+    const layer = createIdempotencyHandler({ store, onEvent: (event) => events.push(event) });
+    let context: IdempotencyContext | undefined;
+    const route = vi.fn(async (given: IdempotencyContext): Promise<CapturedResponse> => {
+      context = given;
+      return { status: 201, headers: [['x-order', '1']], body: encoder.encode('{}') };
+    });
+    await layer.handle(post('forged'), route);
+    // The record as a compromised store (or another writer) could hold it: a header with a line break.
+    const { storageKey, fingerprint } = context!;
+    await store.delete(storageKey);
+    await store.acquire(storageKey, { fingerprint, token: 't', leaseMs: 10_000, ttlMs: 60_000 });
+    const forged = {
+      status: 201,
+      headers: [['x-order', '1\r\nset-cookie: a=b']] as const,
+      body: new Uint8Array(),
+    };
+    expect(await store.complete(storageKey, 't', forged, 60_000)).toBe(true);
+
+    const result = await layer.handle(post('forged'), route);
+    expect(route).toHaveBeenCalledTimes(1);
+    if (result.action !== 'respond') throw new Error(`expected an answer, got ${result.action}`);
+    expect(result).toMatchObject({ replayed: false, response: { status: 500 } });
+    const text = new TextDecoder().decode(result.response.body);
+    expect(JSON.parse(text)).toMatchObject({
+      code: 'record_corrupt',
+      detail: 'the stored record of this Idempotency-Key cannot be read; the request did not run',
+    });
+    expect(text).not.toContain(storageKey);
+    expect(text).not.toContain('memory');
+    expect(events.at(-1)).toMatchObject({
+      type: 'record_corrupt',
+      key: storageKey,
+      store: 'memory',
+      error: {
+        code: 'record_corrupt',
+        message: expect.stringContaining('a header that cannot be sent'),
+        details: { key: storageKey, store: 'memory' },
+      },
+    });
   });
 });

@@ -135,6 +135,7 @@ export function createIdempotencyHandler(options: HttpIdempotencyOptions): Idemp
   ): Promise<HandleResult> {
     if (!covers(request.method)) return { action: 'next' };
     let replay: StoredResponse | null = null;
+    let storage = '';
     try {
       const header = request.header(headerName);
       if ((header === null || header === undefined) && !required) return { action: 'next' };
@@ -158,7 +159,7 @@ export function createIdempotencyHandler(options: HttpIdempotencyOptions): Idemp
         [scope, print] = await Promise.all([scoped, printed]);
       }
       const keyed = storageKeyNow(key, scope, prefix);
-      const storage = typeof keyed === 'string' ? keyed : await keyed;
+      storage = typeof keyed === 'string' ? keyed : await keyed;
       const result = await engine.run(
         { storageKey: storage, fingerprint: print },
         (operation) => run({ key, storageKey: storage, fingerprint: print, operation }),
@@ -186,8 +187,10 @@ export function createIdempotencyHandler(options: HttpIdempotencyOptions): Idemp
     if (!headers.every(([name, value]) => HEADER_NAME.test(name) && HEADER_VALUE.test(value))) {
       const error = new IdempotencyError(
         'record_corrupt',
-        'the stored response has a header that cannot be sent',
+        `[${engine.store.name}] record ${storage}: the stored response has a header that cannot be sent`,
+        { details: { key: storage, store: engine.store.name } },
       );
+      engine.reportCorrupt(storage, error);
       return { action: 'respond', response: problemResponse(error), replayed: false };
     }
     headers.push(['idempotent-replayed', 'true']);
