@@ -1,3 +1,4 @@
+import { unset, unsetHttpOptions } from '@idem/http-test-suite';
 import { memoryStore } from '@idem/memory';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -8,30 +9,11 @@ import { type FastifyIdempotencyOptions, idempotency, type RouteIdempotencyConfi
 // `prefix` is the exception of the plugin options: Fastify's own register options declare
 // `prefix?: string`, and `register` takes both at once; route settings accept it undefined.
 
-/** An option the caller left unset, typed the way user code has it (`config.ttl` of `ttl?: number`). */
-const unset = <T>(): T | undefined => undefined;
-
 /** Every optional option of the plugin, explicitly `undefined` (but `prefix`, see above). */
 const unsetOptions = () => ({
-  ttlMs: unset<number>(),
-  leaseMs: unset<number>(),
-  heartbeat: unset<boolean>(),
-  storeTimeoutMs: unset<number>(),
-  wait: unset<false | { timeoutMs: number; pollMs?: number | undefined }>(),
-  failOpen: unset<boolean>(),
-  completeRetries: unset<number>(),
-  onEvent: undefined,
-  methods: unset<readonly string[]>(),
-  required: unset<boolean>(),
-  headerName: unset<string>(),
-  maxKeyLength: unset<number>(),
+  ...unsetHttpOptions(),
   scope: undefined,
-  fingerprintHeaders: unset<readonly string[]>(),
   fingerprint: undefined,
-  maxRequestBytes: unset<number>(),
-  maxResponseBytes: unset<number>(),
-  storeStatus: undefined,
-  storedHeaders: { allow: unset<readonly string[]>(), deny: unset<readonly string[]>() },
   decideIn: unset<'preHandler' | 'preParsing'>(),
 });
 

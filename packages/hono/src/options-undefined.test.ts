@@ -1,3 +1,4 @@
+import { unset, unsetHttpOptions } from '@idem/http-test-suite';
 import { memoryStore } from '@idem/memory';
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
@@ -6,30 +7,11 @@ import { type IdempotencyOptions, type IdempotencyVariables, idempotency } from 
 // Under `exactOptionalPropertyTypes` (on in this repo), every optional option must accept an explicit
 // `undefined`, meaning the default: `tsc` checks the types below, the tests that it is the default.
 
-/** An option the caller left unset, typed the way user code has it (`config.ttl` of `ttl?: number`). */
-const unset = <T>(): T | undefined => undefined;
-
 const options: IdempotencyOptions = {
   store: memoryStore(),
-  ttlMs: unset<number>(),
-  leaseMs: unset<number>(),
-  heartbeat: unset<boolean>(),
-  storeTimeoutMs: unset<number>(),
-  wait: unset<false | { timeoutMs: number; pollMs?: number | undefined }>(),
-  failOpen: unset<boolean>(),
-  completeRetries: unset<number>(),
-  onEvent: undefined,
-  methods: unset<readonly string[]>(),
-  required: unset<boolean>(),
-  headerName: unset<string>(),
-  maxKeyLength: unset<number>(),
+  ...unsetHttpOptions(),
   scope: undefined,
-  fingerprintHeaders: unset<readonly string[]>(),
   fingerprint: undefined,
-  maxRequestBytes: unset<number>(),
-  maxResponseBytes: unset<number>(),
-  storeStatus: undefined,
-  storedHeaders: { allow: unset<readonly string[]>(), deny: unset<readonly string[]>() },
   prefix: unset<string>(),
 };
 

@@ -11,3 +11,4 @@ export {
   type TestRoute,
   type TestServer,
 } from './test-app.js';
+export { unset, unsetHttpOptions } from './unset-options.js';
