@@ -10,8 +10,19 @@ import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Respon
 import { requestBody } from './request-body.js';
 import { captureResponse, type ResponseCapture } from './response-capture.js';
 
-// What users need of the core (IdempotencyError, the option and context types), from one import.
-export * from '@idem/core';
+// What users need of the core (its error, the option, context and event types), from one import.
+export {
+  type HttpIdempotencyOptions,
+  type IdempotencyContext,
+  IdempotencyError,
+  type IdempotencyErrorCode,
+  type IdempotencyEvent,
+  isIdempotencyError,
+  type Operation,
+  type ProblemDetails,
+  type Store,
+  type StoredHeadersOptions,
+} from '@idem/core';
 
 declare global {
   namespace Express {

@@ -21,6 +21,7 @@ import { captureReply, headerPairs, sendResponse } from './reply-payload.js';
 import { bufferRequestBody } from './request-body.js';
 
 export {
+  type HttpIdempotencyOptions,
   type IdempotencyContext,
   IdempotencyError,
   type IdempotencyErrorCode,

@@ -1,7 +1,18 @@
 import type { IdempotencyContext } from '@idem/core';
 import { memoryStore } from '@idem/memory';
 import Fastify, { type FastifyContextConfig, type FastifyRequest } from 'fastify';
-import { describe, expectTypeOf, it } from 'vitest';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import type {
+  HttpIdempotencyOptions,
+  IdempotencyErrorCode,
+  IdempotencyEvent,
+  ProblemDetails,
+  IdempotencyContext as ReexportedContext,
+  Operation as ReexportedOperation,
+  Store,
+  StoredHeadersOptions,
+} from './index.js';
+import * as binding from './index.js';
 import { type FastifyIdempotencyOptions, idempotency, type RouteIdempotencyConfig } from './index.js';
 
 // Checked by `tsc --noEmit` (the package's typecheck); at run time these assertions do nothing.
@@ -42,5 +53,20 @@ describe('types', () => {
     const app = Fastify();
     // @ts-expect-error `store` is required
     app.register(idempotency, { required: false });
+  });
+
+  it('exports its own function and, of the core, the error and its guard (as the other bindings)', () => {
+    expect(Object.keys(binding).sort()).toEqual(['IdempotencyError', 'idempotency', 'isIdempotencyError']);
+  });
+
+  it('re-exports the same core types as the other bindings', () => {
+    expectTypeOf<HttpIdempotencyOptions>().toHaveProperty('store');
+    expectTypeOf<ReexportedContext>().toHaveProperty('storageKey');
+    expectTypeOf<IdempotencyErrorCode>().toExtend<string>();
+    expectTypeOf<IdempotencyEvent>().toHaveProperty('type');
+    expectTypeOf<ReexportedOperation>().toHaveProperty('signal');
+    expectTypeOf<ProblemDetails>().toHaveProperty('code');
+    expectTypeOf<Store>().toHaveProperty('acquire');
+    expectTypeOf<StoredHeadersOptions>().toHaveProperty('deny');
   });
 });

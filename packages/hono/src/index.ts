@@ -19,10 +19,12 @@ export {
   type IdempotencyContext,
   IdempotencyError,
   type IdempotencyErrorCode,
+  type IdempotencyEvent,
   isIdempotencyError,
   type Operation,
   type ProblemDetails,
   type Store,
+  type StoredHeadersOptions,
 } from '@idem/core';
 
 /** Options of {@link idempotency}: the HTTP options of `@idem/core`, with `scope` given Hono's context. */
