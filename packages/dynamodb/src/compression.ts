@@ -38,7 +38,9 @@ export function gunzip(bytes: Uint8Array): Promise<Uint8Array> {
   const node = nodeZlib();
   if (node) return viaZlib(node.gunzip.bind(node), bytes);
   if (typeof DecompressionStream !== 'function') {
-    return Promise.reject(new Error('this runtime has neither node:zlib nor DecompressionStream'));
+    return Promise.reject(
+      new Error('[idem] [dynamodb] this runtime has neither node:zlib nor DecompressionStream'),
+    );
   }
   return viaStream(bytes, new DecompressionStream('gzip'));
 }

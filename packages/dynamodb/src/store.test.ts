@@ -511,5 +511,9 @@ describe('tables and attribute names', () => {
       TypeError,
     );
     expect(() => dynamodbStore({ client, table: '' })).toThrow(TypeError);
+    // Named like every idem error, and the store's.
+    expect(() => dynamodbStore({ client, table: '' })).toThrow(
+      /^\[idem\] \[dynamodb\] options.table is required$/,
+    );
   });
 });

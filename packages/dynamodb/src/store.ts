@@ -99,8 +99,8 @@ class DynamoDBIdempotencyStore implements DynamoDBStore {
   private readonly names: Record<string, string>;
 
   constructor(options: DynamoDBStoreOptions) {
-    if (!options?.client) throw new TypeError('[dynamodb] options.client is required');
-    if (!options.table) throw new TypeError('[dynamodb] options.table is required');
+    if (!options?.client) throw new TypeError('[idem] [dynamodb] options.client is required');
+    if (!options.table) throw new TypeError('[idem] [dynamodb] options.table is required');
     this.client = options.client;
     this.table = options.table;
     this.attributes = Object.freeze(attributeNames(options.attributes));
@@ -111,20 +111,20 @@ class DynamoDBIdempotencyStore implements DynamoDBStore {
       new Set(used).size !== used.length
     ) {
       throw new TypeError(
-        `[dynamodb] attribute names must be distinct, non-empty strings: ${used.join(', ')}`,
+        `[idem] [dynamodb] attribute names must be distinct, non-empty strings: ${used.join(', ')}`,
       );
     }
     if (this.sortKey && !this.sortKey.value) {
       throw new TypeError(
-        '[dynamodb] sortKey.value must be a non-empty string (DynamoDB key values cannot be empty)',
+        '[idem] [dynamodb] sortKey.value must be a non-empty string (DynamoDB key values cannot be empty)',
       );
     }
     this.clockSkewMs = options.clockSkewMs ?? 1_000;
     if (!(this.clockSkewMs >= 0) || !Number.isFinite(this.clockSkewMs)) {
-      throw new TypeError('[dynamodb] clockSkewMs must be a finite number >= 0');
+      throw new TypeError('[idem] [dynamodb] clockSkewMs must be a finite number >= 0');
     }
     const compressMinBytes = options.compressMinBytes ?? 1_024;
-    if (!(compressMinBytes >= 0)) throw new TypeError('[dynamodb] compressMinBytes must be >= 0');
+    if (!(compressMinBytes >= 0)) throw new TypeError('[idem] [dynamodb] compressMinBytes must be >= 0');
     this.now = options.now ?? Date.now;
     this.codec = new RecordCodec(this.attributes, compressMinBytes);
     const a = this.attributes;
@@ -189,7 +189,7 @@ class DynamoDBIdempotencyStore implements DynamoDBStore {
       if (old[a.token]?.S === claim.token) return { acquired: true };
       const record = await this.codec.decode(key, old, now);
       if (record === null) {
-        throw new Error(`[dynamodb] acquire of ${key} was refused by an item that has expired`, {
+        throw new Error(`[idem] [dynamodb] acquire of ${key} was refused by an item that has expired`, {
           cause: error,
         });
       }
@@ -320,9 +320,12 @@ function isConditionFailed(error: unknown): error is Error & { Item?: Item } {
 function conditionFailedItem(error: unknown): Item | undefined {
   if (!isConditionFailed(error)) return undefined;
   if (error.Item === undefined) {
-    throw new Error('[dynamodb] a conditional write failed without returning the item that blocked it', {
-      cause: error,
-    });
+    throw new Error(
+      '[idem] [dynamodb] a conditional write failed without returning the item that blocked it',
+      {
+        cause: error,
+      },
+    );
   }
   return error.Item;
 }

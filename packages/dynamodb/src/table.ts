@@ -80,7 +80,7 @@ export async function createTable(options: CreateTableOptions): Promise<{ create
   } else if (ttl.TimeToLiveDescription?.AttributeName !== wanted) {
     // DynamoDB allows one TTL attribute per table; switching it is a deliberate, slow operation.
     throw new Error(
-      `[dynamodb] table ${options.table} has TTL on attribute ${ttl.TimeToLiveDescription?.AttributeName}, ` +
+      `[idem] [dynamodb] table ${options.table} has TTL on attribute ${ttl.TimeToLiveDescription?.AttributeName}, ` +
         `but the store writes expiry seconds to ${wanted}`,
     );
   }
@@ -93,7 +93,9 @@ async function waitUntilActive(client: DynamoDBClient, table: string, timeoutMs:
     const { Table } = await client.send(new DescribeTableCommand({ TableName: table }));
     if (Table?.TableStatus === 'ACTIVE') return;
     if (Date.now() > deadline) {
-      throw new Error(`[dynamodb] table ${table} is still ${Table?.TableStatus} after ${timeoutMs} ms`);
+      throw new Error(
+        `[idem] [dynamodb] table ${table} is still ${Table?.TableStatus} after ${timeoutMs} ms`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, 500));
   }

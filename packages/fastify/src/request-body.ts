@@ -85,7 +85,7 @@ class BodyReader {
   }
 
   private closed(): void {
-    this.finish(new Error('[fastify] the request closed before its body ended'), false);
+    this.finish(new Error('[idem] the request closed before its body ended'), false);
   }
 
   private finish(error: Error | null, rest: boolean): void {

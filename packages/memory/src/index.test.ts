@@ -242,7 +242,7 @@ describe('maxEntries', () => {
     for (const maxEntries of [0, -1, 1.5, Number.NaN]) {
       expect(() => memoryStore({ maxEntries })).toThrow(TypeError);
     }
-    expect(() => memoryStore({ cleanupIntervalMs: -1 })).toThrow(/\[memory\] cleanupIntervalMs/);
+    expect(() => memoryStore({ cleanupIntervalMs: -1 })).toThrow(/^\[idem\] \[memory\] cleanupIntervalMs/);
     expect(() => memoryStore({ maxEntries: Number.POSITIVE_INFINITY })).not.toThrow();
   });
 });

@@ -223,11 +223,11 @@ class InMemoryStore implements MemoryStore {
     this.name = options.name ?? 'memory';
     this.maxEntries = options.maxEntries ?? Number.POSITIVE_INFINITY;
     if (!(this.maxEntries >= 1) || (Number.isFinite(this.maxEntries) && !Number.isInteger(this.maxEntries))) {
-      throw new TypeError(`[${this.name}] maxEntries must be a positive integer`);
+      throw new TypeError(`[idem] [${this.name}] maxEntries must be a positive integer`);
     }
     this.cleanupIntervalMs = options.cleanupIntervalMs ?? 60_000;
     if (!(this.cleanupIntervalMs >= 0) || !Number.isFinite(this.cleanupIntervalMs)) {
-      throw new TypeError(`[${this.name}] cleanupIntervalMs must be a finite number >= 0`);
+      throw new TypeError(`[idem] [${this.name}] cleanupIntervalMs must be a finite number >= 0`);
     }
     this.now = options.now ?? Date.now;
   }

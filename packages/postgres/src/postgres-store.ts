@@ -151,7 +151,7 @@ class PgStore implements PostgresStore {
 
   constructor(options: PostgresStoreOptions) {
     if (!options?.pool || typeof options.pool.query !== 'function') {
-      throw new TypeError('[postgres] options.pool must be a pg Pool or Client');
+      throw new TypeError('[idem] [postgres] options.pool must be a pg Pool or Client');
     }
     this.pool = options.pool;
     const names = tableNames(options);
@@ -198,7 +198,7 @@ class PgStore implements PostgresStore {
       // snapshot was taken; the next statement's snapshot has it.
     }
     throw new Error(
-      `[postgres] acquire of ${key} met a record changed by another claim ${ACQUIRE_ATTEMPTS} times`,
+      `[idem] [postgres] acquire of ${key} met a record changed by another claim ${ACQUIRE_ATTEMPTS} times`,
     );
   }
 
@@ -239,7 +239,7 @@ class PgStore implements PostgresStore {
   async completeWithin(client: ClientBase, operation: Operation, response: StoredResponse): Promise<void> {
     if (isPool(client)) {
       throw new TypeError(
-        '[postgres] completeWithin needs the client of your transaction (pool.connect()), not the pool',
+        '[idem] [postgres] completeWithin needs the client of your transaction (pool.connect()), not the pool',
       );
     }
     if (!operation.claimed) return;
@@ -253,7 +253,7 @@ class PgStore implements PostgresStore {
     settle: (value: T) => StoredResponse | Promise<StoredResponse>,
   ): Promise<T> {
     if (!isPool(this.pool)) {
-      throw new TypeError('[postgres] completeInTransaction needs a store built on a pg Pool');
+      throw new TypeError('[idem] [postgres] completeInTransaction needs a store built on a pg Pool');
     }
     const client = await this.pool.connect();
     let broken: Error | undefined;
@@ -264,7 +264,7 @@ class PgStore implements PostgresStore {
       const commit = await this.query(client, 'COMMIT', []);
       // COMMIT of a transaction that already failed (an error the work caught) answers ROLLBACK.
       if (commit.command !== 'COMMIT') {
-        throw new Error('[postgres] the transaction was rolled back: a statement in it had failed');
+        throw new Error('[idem] [postgres] the transaction was rolled back: a statement in it had failed');
       }
       if (operation.claimed) operation.markCompleted();
       return value;

@@ -67,8 +67,12 @@ describe('migration', () => {
   it('refuses names PostgreSQL would truncate or cannot hold', () => {
     expect(() => postgresStore({ pool: db.admin, table: '' })).toThrow(TypeError);
     expect(() => postgresStore({ pool: db.admin, table: 'a\0b' })).toThrow(TypeError);
-    expect(() => postgresStore({ pool: db.admin, table: 'x'.repeat(49) })).toThrow(/48 bytes/);
-    expect(() => postgresStore({ pool: db.admin, schema: 's'.repeat(64) })).toThrow(/63 bytes/);
+    expect(() => postgresStore({ pool: db.admin, table: 'x'.repeat(49) })).toThrow(
+      /^\[idem\] \[postgres\] table name must be at most 48 bytes/,
+    );
+    expect(() => postgresStore({ pool: db.admin, schema: 's'.repeat(64) })).toThrow(
+      /^\[idem\] \[postgres\] schema name must be at most 63 bytes/,
+    );
     expect(() => postgresStore({ pool: db.admin, table: 'x'.repeat(48) })).not.toThrow();
   });
 });

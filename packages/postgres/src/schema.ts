@@ -53,12 +53,12 @@ export function tableNames(options: TableOptions = {}): TableNames {
 
 function checkIdentifier(what: string, name: string, maxBytes: number): void {
   if (typeof name !== 'string' || name.length === 0) {
-    throw new TypeError(`[postgres] ${what} name must be a non-empty string`);
+    throw new TypeError(`[idem] [postgres] ${what} name must be a non-empty string`);
   }
-  if (name.includes('\0')) throw new TypeError(`[postgres] ${what} name must not contain NUL`);
+  if (name.includes('\0')) throw new TypeError(`[idem] [postgres] ${what} name must not contain NUL`);
   // A longer name would be silently truncated by PostgreSQL and could collide with another one.
   if (new TextEncoder().encode(name).length > maxBytes) {
-    throw new TypeError(`[postgres] ${what} name must be at most ${maxBytes} bytes`);
+    throw new TypeError(`[idem] [postgres] ${what} name must be at most ${maxBytes} bytes`);
   }
 }
 

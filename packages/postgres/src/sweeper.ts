@@ -33,7 +33,7 @@ export const SWEEP_DEFAULTS = { limit: 1000, intervalMs: 60_000, maxBatches: 10 
 /** Check a positive integer option. */
 export function positiveInteger(name: string, value: number): number {
   if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new TypeError(`[postgres] ${name} must be a positive integer`);
+    throw new TypeError(`[idem] [postgres] ${name} must be a positive integer`);
   }
   return value;
 }

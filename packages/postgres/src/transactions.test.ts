@@ -332,6 +332,6 @@ describe('completeWithin (the caller owns the transaction)', () => {
   it('refuses a pool in place of the transaction client', async () => {
     await expect(
       store.completeWithin(pool as unknown as pg.ClientBase, { claimed: true } as Operation, created('x')),
-    ).rejects.toThrow(/not the pool/);
+    ).rejects.toThrow(/^\[idem\] \[postgres\] completeWithin .* not the pool/);
   });
 });
