@@ -1,7 +1,7 @@
 // @idem/memory resolves from source (see vitest.config.ts): a devDependency would make the workspace cyclic.
 import { memoryStore } from '@idem/memory';
 import { describe, expect, it } from 'vitest';
-import { ENCRYPTION_MARKER, type EncryptionKey, encryptedStore } from './encryption.js';
+import { ENCRYPTION_MARKER, type EncryptionKey, encryptedStore, type WebCryptoKey } from './encryption.js';
 import { IdempotencyEngine } from './engine.js';
 import { isIdempotencyError } from './errors.js';
 import type { Claim, Store, StoredResponse } from './store.js';
@@ -234,7 +234,7 @@ describe('encryptedStore', () => {
   it('refuses CryptoKeys of another algorithm or without the usages it needs', async () => {
     const inner = memoryStore();
     const hmac = await crypto.subtle.generateKey({ name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-    expect(() => encryptedStore(inner, { keys: [{ id: 'hmac', key: hmac as CryptoKey }] })).toThrow(
+    expect(() => encryptedStore(inner, { keys: [{ id: 'hmac', key: hmac as WebCryptoKey }] })).toThrow(
       /AES-GCM/,
     );
     const decryptOnly = await crypto.subtle.generateKey({ name: 'AES-GCM', length: 128 }, false, ['decrypt']);

@@ -1,6 +1,15 @@
 import { isHeaderPairs, recordCorrupt } from './record-checks.js';
 import type { AcquireResult, IdempotencyRecord, Store, StoredResponse } from './store.js';
 
+/**
+ * Web Crypto's `CryptoKey`, named through `crypto.subtle` rather than as the global type: Node's types
+ * have no global `CryptoKey` (only the DOM library does), and these declarations must compile without it.
+ */
+export type WebCryptoKey = Awaited<ReturnType<typeof globalThis.crypto.subtle.importKey>>;
+
+/** Web Crypto's `KeyUsage`, likewise. */
+type KeyUsage = WebCryptoKey['usages'][number];
+
 /** One key of an {@link encryptedStore}. */
 export interface EncryptionKey {
   /**
@@ -9,7 +18,7 @@ export interface EncryptionKey {
    */
   id: string;
   /** An AES-GCM `CryptoKey` allowed to encrypt and decrypt, or its raw bytes (16 or 32: AES-128 or AES-256). */
-  key: CryptoKey | Uint8Array;
+  key: WebCryptoKey | Uint8Array;
 }
 
 /** Options of {@link encryptedStore}. */
@@ -67,7 +76,7 @@ export function encryptedStore(store: Store, options: EncryptedStoreOptions): St
   const keys = options?.keys;
   if (!Array.isArray(keys) || keys.length === 0)
     throw new TypeError('[idem] encryptedStore needs at least one key');
-  const byId = new Map<string, Promise<CryptoKey>>();
+  const byId = new Map<string, Promise<WebCryptoKey>>();
   for (const [index, { id, key }] of keys.entries()) {
     if (typeof id !== 'string' || !KEY_ID.test(id))
       throw new TypeError(
@@ -190,7 +199,7 @@ function associatedData(key: string, keyId: string, response: StoredResponse): U
 }
 
 /** Checks `key` now (throwing a TypeError) and imports raw bytes (asynchronously, as Web Crypto does). */
-function importKey(id: string, key: CryptoKey | Uint8Array, usages: KeyUsage[]): Promise<CryptoKey> {
+function importKey(id: string, key: WebCryptoKey | Uint8Array, usages: KeyUsage[]): Promise<WebCryptoKey> {
   if (ArrayBuffer.isView(key)) {
     if (key.byteLength !== 16 && key.byteLength !== 32)
       throw new TypeError(

@@ -4,6 +4,7 @@ export {
   type EncryptedStoreOptions,
   type EncryptionKey,
   encryptedStore,
+  type WebCryptoKey,
 } from './encryption.js';
 export {
   type EngineOptions,

@@ -77,7 +77,7 @@ async function post(server: TestServer, key: string, contentType: string, body: 
   const response = await fetch(`${server.url}/echo`, {
     method: 'POST',
     headers: { 'content-type': contentType, 'idempotency-key': key },
-    body: body as BodyInit,
+    body: body as NonNullable<RequestInit['body']>,
   });
   const text = await response.text();
   return { status: response.status, replayed: response.headers.get('idempotent-replayed'), text };

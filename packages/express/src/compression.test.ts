@@ -74,7 +74,7 @@ for (const [name, framework] of [
       const server = await nodeTestServer(app.listen(0, '127.0.0.1'));
       servers.push(server);
       const body = { run: 1, item: 'book', note: 'compressible '.repeat(40) };
-      const key = `compress-${name.replace(" ", "")}-${Date.now()}`;
+      const key = `compress-${name.replace(' ', '')}-${Date.now()}`;
 
       expect(await post(server, key, 'gzip')).toEqual({
         status: 201,

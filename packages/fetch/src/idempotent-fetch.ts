@@ -11,7 +11,7 @@ import {
 } from './retry-policy.js';
 
 /** Anything with the shape of `fetch`: the global one, undici's, node-fetch, a test double. */
-export type FetchLike = (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
+export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
 /** What `onRetry` is told before each wait. */
 export interface RetryEvent {
@@ -72,7 +72,7 @@ export interface IdempotentFetchOptions {
 }
 
 /** The fetch-shaped function {@link createIdempotentFetch} returns. */
-export type IdempotentFetch = (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
+export type IdempotentFetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
 const KEY_HEADER = 'idempotency-key';
 

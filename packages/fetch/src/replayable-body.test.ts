@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { isIdempotencyError } from '@idem/core';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createIdempotentFetch, type IdempotentFetchOptions } from './idempotent-fetch.js';
+import type { RequestBody } from './replayable-body.js';
 import { answer, drive, flush, networkError, scriptedFetch, tick, useFakeClock } from './scripted-fetch.js';
 
 const URL_ = 'https://api.test/uploads';
@@ -14,7 +15,7 @@ afterEach(() => {
 
 /** Send `init` through a server that loses the first response, so the body goes out twice. */
 async function sendTwice(
-  input: RequestInfo | URL,
+  input: string | URL | Request,
   init?: RequestInit,
   options: Omit<IdempotentFetchOptions, 'fetch'> = {},
 ) {
@@ -35,7 +36,7 @@ function streamOf(...chunks: string[]) {
 }
 
 describe('replayable bodies', () => {
-  it.each<[string, () => BodyInit, string, string | null]>([
+  it.each<[string, () => RequestBody, string, string | null]>([
     ['a string', () => '{"a":1}', '{"a":1}', 'text/plain;charset=UTF-8'],
     ['a Uint8Array', () => new TextEncoder().encode('bytes'), 'bytes', null],
     ['an ArrayBuffer', () => new TextEncoder().encode('buffer').buffer, 'buffer', null],
@@ -76,7 +77,7 @@ describe('replayable bodies', () => {
       yield 'one,';
       yield new TextEncoder().encode('two');
     }
-    const body = chunks() as unknown as BodyInit;
+    const body = chunks() as unknown as RequestBody;
     const { seen } = await sendTwice(URL_, { method: 'POST', body });
     expect(seen.map((s) => text(s.body))).toEqual(['one,two', 'one,two']);
   });
@@ -162,7 +163,7 @@ describe('while a stream body is buffered', () => {
     const server = scriptedFetch(answer(201));
     const fetch = createIdempotentFetch({ fetch: server.fetch });
     const controller = new AbortController();
-    const body = stalled() as unknown as BodyInit;
+    const body = stalled() as unknown as RequestBody;
     const pending = fetch(URL_, { method: 'POST', body, signal: controller.signal }).catch((e: unknown) => e);
     await tick(100);
     const reason = new Error('user left');
@@ -177,7 +178,7 @@ describe('while a stream body is buffered', () => {
     const server = scriptedFetch(answer(201));
     const fetch = createIdempotentFetch({ fetch: server.fetch });
     const controller = new AbortController();
-    const body = stream as unknown as BodyInit;
+    const body = stream as unknown as RequestBody;
     const pending = fetch(URL_, { method: 'POST', body, signal: controller.signal }).catch((e: unknown) => e);
     await tick(100);
     const reason = new Error('user left');

@@ -1,9 +1,15 @@
 import { IdempotencyError } from '@idem/core';
 
+/**
+ * What `fetch` takes as a body (the DOM library's `BodyInit`, which Node's types do not declare
+ * globally: named through `RequestInit`, these declarations compile with either).
+ */
+export type RequestBody = NonNullable<RequestInit['body']>;
+
 /** A request body ready to be sent once per attempt. */
 export interface PreparedBody {
   /** What each attempt sends (the same value every time when `replayable`). */
-  body: BodyInit | null;
+  body: RequestBody | null;
   /** `false` for a one-shot stream the caller chose not to buffer: it can be sent only once. */
   replayable: boolean;
   /** The content type the body implies (FormData's multipart boundary), when the caller set none. */
@@ -22,7 +28,7 @@ export interface PreparedBody {
  * @throws the reason of the reading's signal as soon as it aborts while a stream is being read.
  */
 export async function prepareBody(
-  body: BodyInit | null | undefined,
+  body: RequestBody | null | undefined,
   options: {
     bufferStreams: boolean;
     maxBufferBytes: number;
@@ -45,7 +51,7 @@ export async function prepareBody(
   }
 }
 
-function isStream(body: BodyInit): body is BodyInit & AsyncIterable<unknown> {
+function isStream(body: RequestBody): body is RequestBody & AsyncIterable<unknown> {
   return (
     (typeof ReadableStream !== 'undefined' && body instanceof ReadableStream) ||
     // Node streams and async generators, which undici and node-fetch accept as bodies.
@@ -116,7 +122,7 @@ function release(stream: ReadableStream | AsyncIterable<unknown>, iterator: Asyn
   if (typeof destroy === 'function') destroy.call(stream);
 }
 
-function toBytes(chunk: unknown, encoder: TextEncoder): Uint8Array {
+function toBytes(chunk: unknown, encoder: InstanceType<typeof TextEncoder>): Uint8Array {
   if (typeof chunk === 'string') return encoder.encode(chunk);
   // A copy: a stream may reuse its buffer for the next chunk.
   if (ArrayBuffer.isView(chunk))

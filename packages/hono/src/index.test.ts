@@ -28,7 +28,7 @@ async function readTimed(body: ReadableStream<Uint8Array>) {
   }
 }
 
-const post = (key: string, body: BodyInit, type = 'application/json') => ({
+const post = (key: string, body: NonNullable<RequestInit['body']>, type = 'application/json') => ({
   method: 'POST',
   headers: { 'idempotency-key': key, 'content-type': type },
   body,

@@ -78,13 +78,13 @@ function newKey(label: string): string {
 async function send(server: TestServer, path: string, options: SendOptions = {}): Promise<Sent> {
   const headers = new Headers(options.headers);
   if (options.key !== undefined) headers.set('idempotency-key', options.key);
-  let body: BodyInit | undefined;
+  let body: RequestInit['body'];
   if (options.json !== undefined) {
     if (!headers.has('content-type')) headers.set('content-type', 'application/json');
     body = typeof options.json === 'string' ? options.json : JSON.stringify(options.json);
   } else if (options.body !== undefined) {
     if (!headers.has('content-type')) headers.set('content-type', 'application/octet-stream');
-    body = options.body as BodyInit;
+    body = options.body as RequestInit['body'];
   }
   const init: RequestInit & { duplex?: 'half' } = { method: options.method ?? 'POST', headers };
   if (body !== undefined) init.body = body;

@@ -35,7 +35,9 @@ export const createFastifyServer: CreateServer = async ({
   app.get<{ Params: { id: string } }>('/orders/:id', async (request, reply) =>
     send(reply, await service.get(request.params.id)),
   );
-  app.setNotFoundHandler((request, reply) => send(reply, service.unrouted(request.method, request.url.split('?')[0]!)));
+  app.setNotFoundHandler((request, reply) =>
+    send(reply, service.unrouted(request.method, request.url.split('?')[0]!)),
+  );
   app.setErrorHandler((error, _request, reply) => {
     const status = (error as { statusCode?: number }).statusCode;
     if (status === 400) return send(reply, service.badRequest('the body is not valid JSON'));

@@ -10,6 +10,13 @@ import type {
   IdempotencyContext,
 } from './types.js';
 
+// Named through the values Node's types declare too: `ReadableStreamReadResult` and `BodyInit` are
+// global only in the DOM library, and these declarations must compile without it.
+/** What a byte stream's reader gives. */
+type ReadResult = Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>['read']>>;
+/** What a `Response` may be built from. */
+type ResponseBody = ConstructorParameters<typeof Response>[0];
+
 /**
  * Read a Web body stream up to `limit` bytes.
  * @throws IdempotencyError `request_too_large` past the limit (the rest is not read).
@@ -303,7 +310,7 @@ class StreamedBody {
     private readonly maxBytes: number,
     private omitted: OmittedBody | undefined,
     prefix: Uint8Array[] = [],
-    private pending?: Promise<ReadableStreamReadResult<Uint8Array>>,
+    private pending?: Promise<ReadResult>,
   ) {
     this.captured = new Promise((resolve, reject) => {
       this.settle = resolve;
@@ -342,7 +349,7 @@ class StreamedBody {
   }
 
   private async pull(): Promise<void> {
-    let next: ReadableStreamReadResult<Uint8Array>;
+    let next: ReadResult;
     try {
       next = await (this.pending ?? this.reader.read());
     } catch (error) {
@@ -480,10 +487,12 @@ export function withIdempotency(
 }
 
 /** `response` with another body; `lightweight`: @hono/node-server's, whose `statusText` builds a Response. */
-function rebuild(response: Response, body: BodyInit, lightweight: boolean): Response {
-  const init: ResponseInit = { status: response.status, headers: response.headers };
-  if (!lightweight) init.statusText = response.statusText;
-  return new Response(body, init);
+function rebuild(response: Response, body: ResponseBody, lightweight: boolean): Response {
+  const { status, headers } = response;
+  return new Response(
+    body,
+    lightweight ? { status, headers } : { status, headers, statusText: response.statusText },
+  );
 }
 
 /** One chunk as it is (the reader's own), several joined. */
