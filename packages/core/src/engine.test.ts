@@ -616,6 +616,18 @@ describe('IdempotencyEngine', () => {
       }
     });
 
+    it('passes on a record_corrupt thrown by another copy of core (a store loaded as CommonJS), as it is', async () => {
+      // @ts-expect-error a second instance of the errors module, as the other build of core would have
+      const other: typeof import('./errors.js') = await import('./errors.js?store-copy');
+      const corrupt = new other.IdempotencyError('record_corrupt', '[memory] could not decode the record');
+      const store = wrap(memoryStore(), { acquire: () => Promise.reject(corrupt) });
+      const { engine, types } = setup({ store, failOpen: true });
+      const work = vi.fn(async () => 'never');
+      await expect(engine.run(request(), work, settle)).rejects.toBe(corrupt);
+      expect(work).not.toHaveBeenCalled();
+      expect(types()).toEqual(['record_corrupt']);
+    });
+
     it('reports a completed record without a response as record_corrupt', async () => {
       const store = wrap(memoryStore(), {
         acquire: async () => ({

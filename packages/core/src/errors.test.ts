@@ -48,6 +48,21 @@ describe('IdempotencyError', () => {
     expect(isIdempotencyError({ code: 'in_flight', name: 'IdempotencyError' })).toBe(false);
     expect(isIdempotencyError(null)).toBe(false);
   });
+
+  it("recognises an error of another copy of the module (core's ESM and CommonJS builds side by side)", async () => {
+    // @ts-expect-error a second instance of this module, as a second build of the package would be
+    const other: typeof import('./errors.js') = await import('./errors.js?second-copy');
+    expect(other.IdempotencyError).not.toBe(IdempotencyError);
+    const theirs = new other.IdempotencyError('record_corrupt', 'unreadable');
+    const ours = new IdempotencyError('in_flight', 'busy');
+    expect(theirs instanceof IdempotencyError).toBe(true);
+    expect(isIdempotencyError(theirs, 'record_corrupt')).toBe(true);
+    expect(ours instanceof other.IdempotencyError).toBe(true);
+    expect(other.isIdempotencyError(ours, 'in_flight')).toBe(true);
+    // Still only idem's errors: a look-alike without the brand is not one.
+    expect(Object.create(Error.prototype) instanceof IdempotencyError).toBe(false);
+    expect(isIdempotencyError({ code: 'in_flight', name: 'IdempotencyError', message: '' })).toBe(false);
+  });
 });
 
 describe('problemFor', () => {

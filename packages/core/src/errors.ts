@@ -31,7 +31,17 @@ export interface IdempotencyErrorDetails {
   reason?: string;
 }
 
-/** The one error class idem throws. Check `code`; `cause` keeps the underlying error. */
+/**
+ * Marks idem's errors whatever copy of this module made them: a process that loads core both as ESM
+ * and as CommonJS (one package imports it, another requires it) has two `IdempotencyError` classes.
+ */
+const BRAND: unique symbol = Symbol.for('@idem/core/IdempotencyError');
+
+/**
+ * The one error class idem throws. Check `code`; `cause` keeps the underlying error. `instanceof` and
+ * {@link isIdempotencyError} recognise an error of another copy of `@idem/core` too (its ESM and
+ * CommonJS builds loaded side by side).
+ */
 export class IdempotencyError extends Error {
   /** Always `'IdempotencyError'`. */
   override readonly name = 'IdempotencyError';
@@ -49,6 +59,16 @@ export class IdempotencyError extends Error {
     super(`[idem] ${message}`, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.details = options.details ?? {};
+  }
+
+  /** The brand, on the prototype. */
+  get [BRAND](): true {
+    return true;
+  }
+
+  /** `instanceof` by brand, not by class: see {@link IdempotencyError}. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && (value as { [BRAND]?: unknown })[BRAND] === true;
   }
 }
 

@@ -73,4 +73,17 @@ describe('isProblemError', () => {
     expect(isProblemError(error, 'in_flight')).toBe(false);
     expect(isProblemError(new Error('x'))).toBe(false);
   });
+
+  it('recognises an error of another copy of the module (the ESM and CommonJS builds side by side)', async () => {
+    // @ts-expect-error a second instance of this module, as a second build of the package would be
+    const other: typeof import('./problem-error.js') = await import('./problem-error.js?second-copy');
+    expect(other.ProblemError).not.toBe(ProblemError);
+    const theirs = new other.ProblemError(new Response(null, { status: 409 }), { code: 'in_flight' });
+    expect(theirs instanceof ProblemError).toBe(true);
+    expect(isProblemError(theirs, 'in_flight')).toBe(true);
+    expect(
+      new ProblemError(new Response(null, { status: 422 }), undefined) instanceof other.ProblemError,
+    ).toBe(true);
+    expect(Object.create(Error.prototype) instanceof ProblemError).toBe(false);
+  });
 });

@@ -29,9 +29,14 @@ const IDEM_CODES: Record<IdempotencyErrorCode, true> = {
   result_invalid: true,
 };
 
+/** Marks a `ProblemError` whatever copy of this module made it (the package's ESM and CommonJS builds). */
+const BRAND: unique symbol = Symbol.for('@idem/fetch/ProblemError');
+
 /**
  * A final response that is not ok (status >= 400), as an error. Thrown by `ensureOk(response)` and,
- * with the `throwOnProblem` option, by the idempotent fetch itself.
+ * with the `throwOnProblem` option, by the idempotent fetch itself. `instanceof` and
+ * {@link isProblemError} recognise one made by another copy of `@idem/fetch` too (its ESM and CommonJS
+ * builds loaded side by side).
  */
 export class ProblemError extends Error {
   /** Always `'ProblemError'`. */
@@ -65,6 +70,16 @@ export class ProblemError extends Error {
   /** idem's own problem, typed as core's `ProblemDetails`, when `code` is set. */
   get idemProblem(): ProblemDetails | undefined {
     return this.code === undefined ? undefined : (this.problem as ProblemDetails);
+  }
+
+  /** The brand, on the prototype. */
+  get [BRAND](): true {
+    return true;
+  }
+
+  /** `instanceof` by brand, not by class: see {@link ProblemError}. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && (value as { [BRAND]?: unknown })[BRAND] === true;
   }
 }
 
