@@ -5,7 +5,7 @@ const report = process.env['IDEM_TEST_REPORT'];
 
 export default defineConfig({
   test: {
-    projects: ['packages/*', 'apps/*'],
+    projects: ['packages/*', 'packages/redis/vitest.ioredis6.config.ts', 'apps/*'],
     reporters: report ? ['default', ['json', { outputFile: report }]] : ['default'],
   },
 });

@@ -302,6 +302,13 @@ describe('redisStore', () => {
     });
   });
 
+  it('runs on the ioredis major its test project names (vitest.ioredis6.config.ts: 6, speaking RESP3)', () => {
+    const probe = new Redis({ lazyConnect: true });
+    const { protocol } = probe.options as { protocol?: number };
+    probe.disconnect();
+    expect(protocol).toBe(process.env['IDEM_IOREDIS_MAJOR'] === '6' ? 3 : undefined);
+  });
+
   it('refuses something that is not an ioredis client', () => {
     expect(() => redisStore({ client: {} as Redis })).toThrow(TypeError);
     expect(() => redisStore(undefined as unknown as { client: Redis })).toThrow(TypeError);
