@@ -4,6 +4,7 @@ import { dynamodbEndpoint, postgresUrl, redisUrl } from '@idem/test-services';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FrameworkName, type RunningDemo, STORE_NAMES, type StoreName, startDemo } from './app.js';
 import { runStorm } from './burst.js';
+import { openStore } from './stores.js';
 
 /** Where each store's server is, for the test run. */
 async function storeEnv(store: StoreName): Promise<Record<string, string>> {
@@ -71,5 +72,23 @@ describe.each(STORE_NAMES)('storm on %s', (store) => {
     expect(result.keys.map((key) => key.executions)).toEqual([1, 1, 1, 1]);
     expect(result.totals).toMatchObject({ executed: 4, failed: 4, error: 0 });
     expect(result.ok).toBe(true);
+  });
+});
+
+describe('a store the demo cannot use', () => {
+  it('says to start one when nothing answers', async () => {
+    await expect(openStore('redis', { IDEM_REDIS_URL: 'redis://127.0.0.1:1' })).rejects.toThrow(
+      /^\[demo\] cannot use Redis at redis:\/\/127\.0\.0\.1:1: .*Start one .*or set IDEM_REDIS_URL to yours\.$/,
+    );
+  });
+
+  it('says to fix the URL when the server answered (a database that does not exist)', async () => {
+    const url = new URL(await postgresUrl());
+    url.pathname = '/idem_demo_no_such_database';
+    const failure = openStore('postgres', { IDEM_PG_URL: url.toString() });
+    await expect(failure).rejects.toThrow(
+      /does not exist\. The server answered: set IDEM_PG_URL to a URL it accepts/,
+    );
+    await expect(failure).rejects.not.toThrow(/Start one/);
   });
 });

@@ -180,10 +180,24 @@ const START_HINTS: Record<string, string> = {
 
 function unreachable(what: string, where: string, variable: string, cause: unknown): Error {
   const reason = (cause instanceof Error ? cause.message || cause.name : String(cause)).replace(/\.$/, '');
-  return new Error(
-    `[demo] cannot use ${what} at ${where}: ${reason}. Start one (e.g. \`${START_HINTS[what]}\`), ` +
-      `or set ${variable} to yours.`,
-    { cause },
+  // A server that answered (a missing database, a refused password) needs another URL, not a server.
+  const advice = answeredByServer(cause)
+    ? `The server answered: set ${variable} to a URL it accepts (database, user, password).`
+    : `Start one (e.g. \`${START_HINTS[what]}\`), or set ${variable} to yours.`;
+  return new Error(`[demo] cannot use ${what} at ${where}: ${reason}. ${advice}`, { cause });
+}
+
+/**
+ * Whether `error` is the server's own answer: PostgreSQL's (a SQLSTATE and a severity), Redis's (a
+ * ReplyError such as NOAUTH), DynamoDB's (an HTTP status), rather than no connection at all.
+ */
+function answeredByServer(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const fields = error as Error & { severity?: unknown; $metadata?: { httpStatusCode?: unknown } };
+  return (
+    typeof fields.severity === 'string' ||
+    error.name === 'ReplyError' ||
+    typeof fields.$metadata?.httpStatusCode === 'number'
   );
 }
 
