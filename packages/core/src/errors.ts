@@ -122,7 +122,7 @@ const problems: Record<IdempotencyErrorCode, { status: number; title: string; de
   result_invalid: {
     status: 500,
     title: 'Stored result is invalid',
-    detail: 'the stored result of this operation cannot be used',
+    detail: 'the result of this operation could not be stored or read back',
   },
 };
 
