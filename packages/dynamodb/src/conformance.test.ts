@@ -1,4 +1,4 @@
-import { GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { testStore } from '@idem/store-test-suite';
 import { createLocalTable, dropLocalTable, localClient } from './local-table.js';
 import { type DynamoDBStore, dynamodbStore } from './store.js';
@@ -27,6 +27,19 @@ testStore({
     const { client, table } = store as DynamoDBStore;
     await dropLocalTable(client, table);
     client.destroy();
+  },
+  // A state no record has.
+  corruptRecord: async (store, key) => {
+    const { client, table, attributes } = store as DynamoDBStore;
+    await client.send(
+      new UpdateItemCommand({
+        TableName: table,
+        Key: (store as DynamoDBStore).itemKey(key),
+        UpdateExpression: 'SET #state = :bogus',
+        ExpressionAttributeNames: { '#state': attributes.state },
+        ExpressionAttributeValues: { ':bogus': { S: 'bogus' } },
+      }),
+    );
   },
   // DynamoDB Local answers in milliseconds once warm, but a cold JVM on a busy machine can take longer.
   timing: { leaseMs: 600, ttlMs: 1_200 },

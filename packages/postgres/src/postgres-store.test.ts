@@ -30,5 +30,12 @@ for (const preparedStatements of [true, false]) {
       const row = rows[0];
       return row ? { expiresInMs: row.expires_in_ms } : null;
     },
+    // Headers that are not pairs: valid JSON, not a record.
+    corruptRecord: async (store, key) => {
+      await db.admin.query(
+        `UPDATE ${(store as ReturnType<typeof postgresStore>).table} SET headers = '{"not": "pairs"}' WHERE key = $1`,
+        [key],
+      );
+    },
   });
 }

@@ -26,6 +26,10 @@ testStore({
     if (pttl === -2) return null;
     return { expiresInMs: pttl < 0 ? null : pttl };
   },
+  // A state no record has.
+  corruptRecord: async (_store, key) => {
+    await client.hset(key, 's', 'bogus');
+  },
 });
 
 describe('redisStore', () => {

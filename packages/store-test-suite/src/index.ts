@@ -1,4 +1,10 @@
-import type { Claim, IdempotencyRecord, Store, StoredResponse } from '@idem/core';
+import {
+  type Claim,
+  type IdempotencyRecord,
+  isIdempotencyError,
+  type Store,
+  type StoredResponse,
+} from '@idem/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /** What the backend really holds for a key, read without going through the store. */
@@ -33,6 +39,13 @@ export interface StoreTestOptions {
         ttlMs?: number | undefined;
       }
     | undefined;
+  /**
+   * Optional: make the completed record at `key` one the store cannot decode, by writing the backend
+   * directly (a field of the wrong type, a state that does not exist). With it, the suite checks that
+   * `get` and `acquire` report such a record as `IdempotencyError` `record_corrupt` naming the store and
+   * the key, never as a record, and that a claim does not overwrite it.
+   */
+  corruptRecord?: ((store: Store, key: string) => Promise<void>) | undefined;
   /** Test-local registration hook for store-specific cases that need the same store. */
   additionalTests?: ((getStore: () => Store) => void) | undefined;
 }
@@ -632,6 +645,38 @@ export function testStore(options: StoreTestOptions): void {
         expect((await store.get(keys[4]!))?.token).toBe(claims[4]!.token);
       });
     });
+
+    const { corruptRecord } = options;
+    if (corruptRecord) {
+      describe('a record it cannot read', () => {
+        it('is record_corrupt on get and on a claim, naming the store and the key, and a claim leaves it', async () => {
+          const key = uniqueKey('corrupt');
+          const holder = makeClaim('fp-a');
+          await store.acquire(key, holder);
+          expect(await store.complete(key, holder.token, makeResponse(), LONG)).toBe(true);
+          await corruptRecord(store, key);
+          const attempts: Array<[string, () => Promise<unknown>]> = [
+            ['get', () => store.get(key)],
+            ['acquire', () => store.acquire(key, makeClaim('fp-a'))],
+            ['acquire with another fingerprint', () => store.acquire(key, makeClaim('fp-b'))],
+            ['get after the claims', () => store.get(key)],
+          ];
+          for (const [name, attempt] of attempts) {
+            const outcome = await attempt().then(
+              (value) => ({ value }),
+              (error: unknown) => ({ error }),
+            );
+            expect('error' in outcome && isIdempotencyError(outcome.error, 'record_corrupt'), name).toBe(
+              true,
+            );
+            expect((outcome as { error: { details: unknown } }).error.details, name).toMatchObject({
+              store: store.name,
+              key,
+            });
+          }
+        });
+      });
+    }
 
     options.additionalTests?.(getStore);
   });
