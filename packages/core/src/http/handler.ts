@@ -3,6 +3,7 @@ import { IdempotencyError, isIdempotencyError, problemFor } from '../errors.js';
 import { fingerprintNow } from '../fingerprint.js';
 import { DEFAULT_KEY_PREFIX, storageKeyNow } from '../hash.js';
 import { parseIdempotencyKey } from '../key.js';
+import { recordCorrupt } from '../record-checks.js';
 import type { StoredResponse } from '../store.js';
 import { type StoredHeadersOptions, storedHeaderFilter } from './stored-headers.js';
 import type {
@@ -185,10 +186,10 @@ export function createIdempotencyHandler(options: HttpIdempotencyOptions): Idemp
     // never replayed, and a header no HTTP server may send is a corrupt record, not a crash.
     const headers = filterHeaders(replay.headers);
     if (!headers.every(([name, value]) => HEADER_NAME.test(name) && HEADER_VALUE.test(value))) {
-      const error = new IdempotencyError(
-        'record_corrupt',
-        `[${engine.store.name}] record ${storage}: the stored response has a header that cannot be sent`,
-        { details: { key: storage, store: engine.store.name } },
+      const error = recordCorrupt(
+        engine.store.name,
+        storage,
+        'the stored response has a header that cannot be sent',
       );
       engine.reportCorrupt(storage, error);
       return { action: 'respond', response: problemResponse(error), replayed: false };
