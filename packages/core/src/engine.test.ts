@@ -485,6 +485,87 @@ describe('IdempotencyEngine', () => {
       ]);
     });
 
+    it('stops sending calls while maxTimedOutCalls timed-out calls still wait for the store, and resumes as they are answered', async () => {
+      const inner = memoryStore({ cleanupIntervalMs: 0 });
+      const hung: Array<() => void> = [];
+      const acquire = vi.fn(async (key: string, claim: Claim) => {
+        await new Promise<void>((resolve) => hung.push(resolve));
+        return inner.acquire(key, claim);
+      });
+      const release = vi.fn((key: string, token: string, ttl: number) => inner.release(key, token, ttl));
+      const { engine } = setup({
+        store: wrap(inner, { acquire, release }),
+        storeTimeoutMs: 20,
+        maxTimedOutCalls: 3,
+      });
+      const work = vi.fn(async () => 'never');
+      for (let i = 0; i < 3; i++) {
+        const error = await rejection(engine.run(request(), work, settle));
+        expect(error.message).toMatch(/acquire timed out after 20 ms/);
+      }
+      expect(acquire).toHaveBeenCalledTimes(3);
+      // The store never answered those three: the next calls fail at once without reaching it.
+      const refused = request();
+      const error = await rejection(engine.run(refused, work, settle));
+      expect(error.code).toBe('store_unavailable');
+      expect(error.message).toBe(
+        '[idem] [memory] acquire not sent: 3 earlier calls timed out and the store has not answered them yet',
+      );
+      expect(error.details).toMatchObject({ store: 'memory', key: refused.storageKey, retryAfterSeconds: 1 });
+      await rejection(engine.run(request(), work, settle));
+      expect(acquire).toHaveBeenCalledTimes(3);
+      // One answer arrives (a claim, given back since nobody will complete it): one call may go again.
+      hung.shift()!();
+      await vi.waitFor(() => expect(release).toHaveBeenCalledTimes(1), { timeout: 2_000, interval: 5 });
+      const sent = engine.run(request(), work, settle);
+      expect(acquire).toHaveBeenCalledTimes(4);
+      await rejection(sent);
+      // That one timed out too: the bound is reached again.
+      await rejection(engine.run(request(), work, settle));
+      expect(acquire).toHaveBeenCalledTimes(4);
+      for (const answer of hung.splice(0)) answer();
+      await vi.waitFor(() => expect(release).toHaveBeenCalledTimes(4), { timeout: 2_000, interval: 5 });
+      acquire.mockImplementation((key, claim) => inner.acquire(key, claim));
+      expect(await engine.run(request(), async () => 'ran', settle)).toMatchObject({ value: 'ran' });
+      expect(work).not.toHaveBeenCalled();
+    });
+
+    it('counts only calls that timed out: slow calls answered in time never reach the bound', async () => {
+      const inner = memoryStore({ cleanupIntervalMs: 0 });
+      const acquire = vi.fn(async (key: string, claim: Claim) => {
+        await sleep(5);
+        return inner.acquire(key, claim);
+      });
+      const { engine } = setup({
+        store: wrap(inner, { acquire }),
+        storeTimeoutMs: 2_000,
+        maxTimedOutCalls: 1,
+      });
+      const results = await Promise.all(
+        Array.from({ length: 20 }, () => engine.run(request(), async () => 'ran', settle)),
+      );
+      expect(results.every((result) => !result.replayed && result.value === 'ran')).toBe(true);
+      expect(acquire).toHaveBeenCalledTimes(20);
+    });
+
+    it('counts a timed-out call that fails late as answered', async () => {
+      const failures: Array<(error: Error) => void> = [];
+      const store = wrap(memoryStore({ cleanupIntervalMs: 0 }), {
+        acquire: () => new Promise((_, reject) => failures.push(reject)),
+      });
+      const { engine } = setup({ store, storeTimeoutMs: 20, maxTimedOutCalls: 1 });
+      await rejection(engine.run(request(), async () => 'never', settle));
+      expect((await rejection(engine.run(request(), async () => 'never', settle))).message).toMatch(
+        /not sent/,
+      );
+      failures.shift()!(new Error('connection closed'));
+      await sleep(0);
+      expect((await rejection(engine.run(request(), async () => 'never', settle))).message).toMatch(
+        /acquire timed out/,
+      );
+      expect(failures).toHaveLength(1);
+    });
+
     it('gives back a claim that lands after the timeout answered, so that a retry runs at once', async () => {
       const inner = memoryStore({ cleanupIntervalMs: 0 });
       const late = deferred();
@@ -800,6 +881,11 @@ describe('IdempotencyEngine', () => {
         expect(() => new IdempotencyEngine({ store, leaseMs: bad })).toThrow(TypeError);
         expect(() => new IdempotencyEngine({ store, ttlMs: bad })).toThrow(TypeError);
         expect(() => new IdempotencyEngine({ store, storeTimeoutMs: bad })).toThrow(TypeError);
+      }
+      for (const bad of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+        expect(() => new IdempotencyEngine({ store, maxTimedOutCalls: bad })).toThrow(
+          /maxTimedOutCalls must be a positive integer/,
+        );
       }
     });
 

@@ -16,6 +16,14 @@ export interface EngineOptions {
   /** A store call that takes longer than this fails as `store_unavailable`, in ms. Default 3 s. */
   storeTimeoutMs?: number | undefined;
   /**
+   * How many store calls that timed out may still be waiting for the store's answer. Beyond it, a new
+   * call fails at once as `store_unavailable` without reaching the store, until the store answers some
+   * of them. A store that never answers (a Redis or PostgreSQL that accepts connections and hangs) would
+   * otherwise keep every call in its client's queue, and memory would grow for as long as the hang
+   * lasts. Default 1000.
+   */
+  maxTimedOutCalls?: number | undefined;
+  /**
    * When another holder's lease is live, wait up to `timeoutMs` for its result (polling with backoff
    * from `pollMs`, default 50 ms, up to 1 s) and replay it, instead of failing with `in_flight` at once.
    * Default: off.
@@ -67,7 +75,13 @@ export type Settle<T> = (
   operation: Operation,
 ) => StoredResponse | null | Promise<StoredResponse | null>;
 
-const DEFAULTS = { ttlMs: 24 * 60 * 60 * 1000, leaseMs: 15_000, storeTimeoutMs: 3_000, completeRetries: 4 };
+const DEFAULTS = {
+  ttlMs: 24 * 60 * 60 * 1000,
+  leaseMs: 15_000,
+  storeTimeoutMs: 3_000,
+  maxTimedOutCalls: 1_000,
+  completeRetries: 4,
+};
 
 /**
  * Runs work at most once per storage key: claims the key in the store, runs the work under a
@@ -89,6 +103,8 @@ export class IdempotencyEngine {
   private readonly onEvent: EventListener | undefined;
   /** Store calls in flight, timed out by one shared timer rather than a timer per call. */
   private readonly storeDeadlines: Deadlines;
+  /** Store calls that timed out and whose answer has not come yet, and how many may. */
+  private readonly timedOut: { count: number; readonly max: number };
   /** Running work's next heartbeats, likewise on one shared timer. */
   private readonly heartbeats: Deadlines;
 
@@ -110,6 +126,10 @@ export class IdempotencyEngine {
     this.completeRetries = options.completeRetries ?? DEFAULTS.completeRetries;
     this.onEvent = options.onEvent;
     this.storeDeadlines = new Deadlines(this.storeTimeoutMs);
+    this.timedOut = {
+      count: 0,
+      max: positiveInteger('maxTimedOutCalls', options.maxTimedOutCalls ?? DEFAULTS.maxTimedOutCalls),
+    };
     // A third, not a half: the first beat starts its clock when the claim's answer arrives, after the
     // lease already began in the store, and its renewal still has to travel there. With a half, a 1 s
     // lease and a store 200 ms away each way left 100 ms for event-loop delays; a third leaves 267 ms.
@@ -317,10 +337,21 @@ export class IdempotencyEngine {
    * A store call bounded by the store timeout; backend failures become `store_unavailable`. For an
    * acquire, `claimToken` is the claim's token: a claim that lands after the timeout failed the call
    * (the caller got store_unavailable, or fail-open ran the work without it) is released, for nobody
-   * will complete it and retries would meet its lease until it runs out.
+   * will complete it and retries would meet its lease until it runs out. While `maxTimedOutCalls` calls
+   * that timed out still wait for their answer, the call is refused without reaching the store.
    */
   private call<R>(operation: string, key: string, fn: () => Promise<R>, claimToken?: string): Promise<R> {
-    const call = new StoreCall<R>(this.store.name, operation, key, this.storeTimeoutMs);
+    const { timedOut } = this;
+    if (timedOut.count >= timedOut.max) {
+      return Promise.reject(
+        storeUnavailable(
+          this.store.name,
+          key,
+          `${operation} not sent: ${timedOut.count} earlier calls timed out and the store has not answered them yet`,
+        ),
+      );
+    }
+    const call = new StoreCall<R>(this.store.name, operation, key, this.storeTimeoutMs, timedOut);
     const result = new Promise<R>((resolve, reject) => {
       call.resolve = resolve;
       call.reject = reject;
@@ -476,45 +507,65 @@ class Deadlines {
   }
 }
 
-/** A store call in flight: settles with the store's answer or fails when its deadline passes. */
+/**
+ * A store call in flight: settles with the store's answer or fails when its deadline passes. Once
+ * settled it lets go of its caller's promise: a call that timed out stays referenced by the store's
+ * pending answer, perhaps for as long as the store hangs, and should hold as little as it can.
+ */
 class StoreCall<R> extends Deadline {
   resolve: (value: R) => void = noop;
   reject: (error: unknown) => void = noop;
   private settled = false;
+  private expired = false;
 
   constructor(
     private readonly storeName: string,
     private readonly operation: string,
     private readonly key: string,
     private readonly timeoutMs: number,
+    /** The engine's count of calls that timed out and still wait for their answer. */
+    private readonly timedOut: { count: number },
   ) {
     super();
   }
 
   /** Deliver the store's answer; `false` when the call had already failed (timed out). */
   succeed(value: R): boolean {
-    if (this.settled) return false;
-    this.settled = true;
+    if (this.answered()) return false;
     this.resolve(value);
+    this.resolve = this.reject = noop;
     return true;
   }
 
   fail(error: unknown): void {
-    if (this.settled) return;
-    this.settled = true;
+    if (this.answered()) return;
     this.reject(
       isIdempotencyError(error)
         ? error
         : storeUnavailable(this.storeName, this.key, `${this.operation} failed`, error),
     );
+    this.resolve = this.reject = noop;
   }
 
   expire(): void {
     if (this.settled) return;
-    this.settled = true;
+    this.settled = this.expired = true;
+    this.timedOut.count++;
     this.reject(
       storeUnavailable(this.storeName, this.key, `${this.operation} timed out after ${this.timeoutMs} ms`),
     );
+    this.resolve = this.reject = noop;
+  }
+
+  /** The store answered: `true` when the call had already settled (timed out, or failed to start). */
+  private answered(): boolean {
+    if (this.expired) {
+      this.expired = false;
+      this.timedOut.count--;
+    }
+    if (this.settled) return true;
+    this.settled = true;
+    return false;
   }
 }
 
@@ -620,6 +671,12 @@ function inFlight(key: string, store: string, record: IdempotencyRecord, ttlMs: 
 function positive(name: string, value: number): number {
   if (!(value > 0) || !Number.isFinite(value))
     throw new TypeError(`[idem] ${name} must be a positive number`);
+  return value;
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new TypeError(`[idem] ${name} must be a positive integer`);
   return value;
 }
 

@@ -17,6 +17,7 @@ export function unsetHttpOptions(): { [Name in keyof SharedHttpOptions]-?: Share
     leaseMs: unset<number>(),
     heartbeat: unset<boolean>(),
     storeTimeoutMs: unset<number>(),
+    maxTimedOutCalls: unset<number>(),
     wait: unset<false | { timeoutMs: number; pollMs?: number | undefined }>(),
     failOpen: unset<boolean>(),
     completeRetries: unset<number>(),

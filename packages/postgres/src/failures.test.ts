@@ -1,7 +1,7 @@
 import { IdempotencyEngine, isIdempotencyError, type StoredResponse } from '@idem/core';
 import { makeClaim, makeResponse, uniqueKey } from '@idem/store-test-suite';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type PostgresStore, postgresStore } from './index.js';
 import { TcpForwarder } from './tcp-forwarder.fixture.js';
 import { openTestDatabase, type TestDatabase } from './test-database.fixture.js';
@@ -86,6 +86,47 @@ describe('connection loss', () => {
     await expect(runOnce(engine)).resolves.toMatchObject({ replayed: false });
     // Hung connections were dropped, not returned to the pool.
     expect(pool.totalCount).toBeLessThanOrEqual(2);
+  });
+
+  it("keeps the pool's queue within the engine's maxTimedOutCalls while the network is silent, and recovers", async () => {
+    // pg's default connectionTimeoutMillis (0): a connection attempt nobody answers waits forever, and
+    // every query behind it waits in the pool's queue.
+    const pool = db.pool({ connectionString: forwarder.rewrite(db.url), max: 2 });
+    const store = postgresStore({ pool, schema: db.schema });
+    const engine = new IdempotencyEngine({
+      store,
+      storeTimeoutMs: 30,
+      maxTimedOutCalls: 5,
+      heartbeat: false,
+    });
+    forwarder.blackhole();
+    try {
+      const messages: string[] = [];
+      for (let i = 0; i < 40; i++) {
+        const error = await failureOf(runOnce(engine));
+        expect(isIdempotencyError(error, 'store_unavailable')).toBe(true);
+        messages.push((error as Error).message);
+      }
+      expect(messages.filter((message) => /acquire timed out after 30 ms/.test(message))).toHaveLength(5);
+      expect(
+        messages.filter((message) => /acquire not sent: 5 earlier calls timed out/.test(message)),
+      ).toHaveLength(35);
+      // Two connection attempts, three queries waiting for them: the five the engine gave up on.
+      expect(pool.totalCount).toBe(2);
+      expect(pool.waitingCount).toBe(3);
+    } finally {
+      forwarder.restore();
+    }
+    // The swallowed connections are reset; the pool connects again and runs what waited (the engine
+    // gives those late claims back), and calls are sent again.
+    await vi.waitFor(() => expect(pool.waitingCount).toBe(0), { timeout: 5_000, interval: 10 });
+    await vi.waitFor(
+      () => expect(runOnce(engine)).resolves.toMatchObject({ replayed: false, value: 'ran' }),
+      {
+        timeout: 5_000,
+        interval: 20,
+      },
+    );
   });
 
   it('recovers after the server terminates every connection of the pool', async () => {

@@ -1,8 +1,9 @@
+import { createServer, type Socket } from 'node:net';
 import { IdempotencyEngine, IdempotencyError, isIdempotencyError, problemFor, type Store } from '@idem/core';
 import { makeClaim, makeResponse, uniqueKey } from '@idem/store-test-suite';
 import { RedisServerProcess } from '@idem/test-services';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { redisStore } from './index.js';
 
 // A private redis-server, killed and restarted on the same port: the shared one is never stopped.
@@ -148,5 +149,61 @@ describe('when Redis goes away and comes back', () => {
     expect((await store.get(other))?.state).toBe('failed');
     // The claim lost in the crash was not re-sent behind the application's back after reconnecting.
     expect(await store.get(lostKey)).toBeNull();
+  });
+});
+
+describe('when Redis accepts connections and never answers', () => {
+  it("keeps ioredis' offline queue within the engine's maxTimedOutCalls, and counts the calls out when they fail", async () => {
+    // Accepts and reads, never writes: the client's ready check goes unanswered and it stays in `connect`,
+    // queueing every command (a hung server, or a proxy in front of a dead one).
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.resume();
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as { port: number };
+    const hung = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 0 });
+    hung.on('error', () => {});
+    /** The store's commands waiting in the client's offline queue (not the client's own ready check). */
+    const queued = () =>
+      (hung as unknown as { offlineQueue: { toArray(): Array<{ command: { name: string } }> } }).offlineQueue
+        .toArray()
+        .filter(({ command }) => command.name !== 'info').length;
+    try {
+      await vi.waitFor(() => expect(hung.status).toBe('connect'), { timeout: 5_000, interval: 10 });
+      const engine = new IdempotencyEngine({
+        store: redisStore({ client: hung }),
+        storeTimeoutMs: 30,
+        maxTimedOutCalls: 5,
+      });
+      const run = () =>
+        failureOf(engine.run({ storageKey: uniqueKey('silent'), fingerprint: 'fp' }, work, settle));
+      const messages: string[] = [];
+      for (let i = 0; i < 40; i++) {
+        const error = await run();
+        expect(error.code).toBe('store_unavailable');
+        messages.push(error.message);
+      }
+      expect(messages.filter((message) => /acquire timed out after 30 ms/.test(message))).toHaveLength(5);
+      expect(
+        messages.filter((message) => /acquire not sent: 5 earlier calls timed out/.test(message)),
+      ).toHaveLength(35);
+      // Without the bound each of the 40 would wait there for as long as the server hangs.
+      expect(queued()).toBe(5);
+
+      // The server drops the connection: the client fails what it queued, and calls reach the store
+      // again (which may find the client connecting again, to the same silent server).
+      for (const socket of sockets) socket.destroy();
+      await vi.waitFor(() => expect(queued()).toBe(0), { timeout: 5_000, interval: 10 });
+      const error = await run();
+      expect(error.code).toBe('store_unavailable');
+      expect(error.message).not.toMatch(/not sent/);
+    } finally {
+      hung.disconnect();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 });
