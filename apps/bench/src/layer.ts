@@ -81,7 +81,7 @@ const scenarios = {
     body: largeOrder('19.90'),
   },
   'memory store, new keys': {
-    handler: createIdempotencyHandler({ store: memoryStore({ maxEntries: 100_000 }) }),
+    handler: createIdempotencyHandler({ store: memoryStore() }),
     replay: false,
     body: smallOrder,
   },

@@ -63,7 +63,11 @@ const maxEntries = values['max-entries'] === undefined ? undefined : Number(valu
 if (maxEntries !== undefined && maxEntries < base + records) {
   throw new Error('--max-entries must be at least --base + --records: evicted records would not be counted');
 }
-const store = memoryStore(maxEntries === undefined ? {} : { maxEntries });
+// Without --max-entries, no bound at all (the store's defaults are bounded).
+const store = memoryStore({
+  maxEntries: maxEntries ?? Number.POSITIVE_INFINITY,
+  maxBytes: Number.POSITIVE_INFINITY,
+});
 const handler = createIdempotencyHandler({ store });
 const run = async () => routeResponse;
 let serial = 0;

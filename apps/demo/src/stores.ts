@@ -75,7 +75,7 @@ export function isStoreName(value: string): value is StoreName {
 }
 
 function openMemory(): OpenStore {
-  const store = memoryStore({ maxEntries: 100_000 });
+  const store = memoryStore();
   return {
     name: 'memory',
     store,

@@ -239,11 +239,130 @@ describe('maxEntries', () => {
   });
 
   it('refuses a bound that is not a positive integer', () => {
-    for (const maxEntries of [0, -1, 1.5, Number.NaN]) {
-      expect(() => memoryStore({ maxEntries })).toThrow(TypeError);
+    for (const bad of [0, -1, 1.5, Number.NaN]) {
+      expect(() => memoryStore({ maxEntries: bad })).toThrow(
+        '[idem] [memory] maxEntries must be a positive integer (or Infinity)',
+      );
+      expect(() => memoryStore({ maxBytes: bad })).toThrow(
+        '[idem] [memory] maxBytes must be a positive integer (or Infinity)',
+      );
     }
     expect(() => memoryStore({ cleanupIntervalMs: -1 })).toThrow(/^\[idem\] \[memory\] cleanupIntervalMs/);
     expect(() => memoryStore({ maxEntries: Number.POSITIVE_INFINITY })).not.toThrow();
+    expect(() => memoryStore({ maxBytes: Number.POSITIVE_INFINITY })).not.toThrow();
+  });
+
+  it('keeps 100 000 records by default', async () => {
+    const { store } = clocked();
+    for (let i = 0; i <= 100_000; i++) {
+      const c = claim();
+      await store.acquire(`k${i}`, c);
+      await store.release(`k${i}`, c.token, 60 * SECOND);
+    }
+    expect(store.size).toBe(100_000);
+    expect(await store.get('k0')).toBeNull();
+    expect((await store.get('k1'))?.state).toBe('failed');
+  });
+
+  it('keeps every record with Infinity', async () => {
+    const { store } = clocked({ maxEntries: Number.POSITIVE_INFINITY });
+    for (let i = 0; i <= 100_000; i++) await store.acquire(`k${i}`, claim());
+    expect(store.size).toBe(100_001);
+  });
+});
+
+describe('maxBytes', () => {
+  /** A response of `bodyBytes` body bytes and 22 header characters (`content-type`, `text/plain`). */
+  const sized = (bodyBytes: number): StoredResponse => ({
+    status: 201,
+    headers: [['content-type', 'text/plain']],
+    body: new Uint8Array(bodyBytes),
+  });
+  async function completeWith(store: MemoryStore, key: string, stored: StoredResponse): Promise<void> {
+    const c = claim();
+    expect(await store.acquire(key, c)).toEqual({ acquired: true });
+    expect(await store.complete(key, c.token, stored, 60 * SECOND)).toBe(true);
+  }
+
+  it('evicts the oldest settled records when a completion takes the store over the bound', async () => {
+    const { store } = clocked({ maxBytes: 300 });
+    await completeWith(store, 'a', sized(78)); // 100 bytes with its headers
+    await completeWith(store, 'b', sized(78));
+    await completeWith(store, 'c', sized(78));
+    expect(store.size).toBe(3);
+    await completeWith(store, 'd', sized(178));
+    expect(await store.get('a')).toBeNull();
+    expect(await store.get('b')).toBeNull();
+    for (const key of ['c', 'd']) expect((await store.get(key))?.state).toBe('completed');
+    expect((await store.get('d'))?.response?.body.byteLength).toBe(178);
+  });
+
+  it('never evicts an in-flight record for bytes', async () => {
+    const { store } = clocked({ maxBytes: 100 });
+    const running = claim();
+    await store.acquire('running', running);
+    await completeWith(store, 'a', sized(78));
+    await completeWith(store, 'b', sized(78));
+    expect(await store.get('a')).toBeNull();
+    expect((await store.get('running'))?.state).toBe('in_flight');
+    expect((await store.get('b'))?.response?.body.byteLength).toBe(78);
+  });
+
+  it('stores a response larger than the bound without its body, so that a retry is told instead of running again', async () => {
+    const { store } = clocked({ maxBytes: 100 });
+    await completeWith(store, 'small', sized(10));
+    const c = claim();
+    await store.acquire('big', c);
+    expect(await store.complete('big', c.token, sized(79), 60 * SECOND)).toBe(true);
+    const record = await store.get('big');
+    expect(record?.state).toBe('completed');
+    expect(record?.response).toEqual({
+      status: 201,
+      headers: [['content-type', 'text/plain']],
+      body: new Uint8Array(0),
+      omitted: 'too_large',
+    });
+    expect(await store.acquire('big', claim())).toMatchObject({
+      acquired: false,
+      record: { state: 'completed' },
+    });
+    // Its headers count: 'small' (32) and 'big' (22) fit together.
+    expect((await store.get('small'))?.response?.body.byteLength).toBe(10);
+  });
+
+  it('frees the bytes of records deleted, released, expired or cleared', async () => {
+    const { store, clock } = clocked({ maxBytes: 200 });
+    await completeWith(store, 'kept', sized(78));
+    await completeWith(store, 'deleted', sized(78));
+    await store.delete('deleted');
+    await completeWith(store, 'after-delete', sized(78));
+    expect((await store.get('kept'))?.state).toBe('completed');
+
+    await completeWith(store, 'expiring', sized(0));
+    clock.now += 60 * SECOND;
+    store.sweep();
+    await completeWith(store, 'x', sized(78));
+    await completeWith(store, 'y', sized(78));
+    expect(store.size).toBe(2);
+    store.clear();
+    await completeWith(store, 'p', sized(78));
+    await completeWith(store, 'q', sized(78));
+    expect(store.size).toBe(2);
+  });
+
+  it('keeps 64 MiB of responses by default', async () => {
+    const { store } = clocked();
+    await completeWith(store, 'a', sized(32 * 1024 * 1024));
+    await completeWith(store, 'b', sized(32 * 1024 * 1024 - 100));
+    expect((await store.get('a'))?.state).toBe('completed');
+    await completeWith(store, 'c', sized(100));
+    // States, not records: a failed comparison would print 32 MiB of body.
+    expect((await store.get('a'))?.state).toBeUndefined();
+    expect((await store.get('b'))?.response?.body.byteLength).toBe(32 * 1024 * 1024 - 100);
+    const big = claim();
+    await store.acquire('too-big', big);
+    await store.complete('too-big', big.token, sized(64 * 1024 * 1024), 60 * SECOND);
+    expect((await store.get('too-big'))?.response?.omitted).toBe('too_large');
   });
 });
 
@@ -393,8 +512,13 @@ describe('against the core state machine', () => {
    * every record. A bounded store may drop a settled record the reference still has (never an
    * in-flight one); the reference then forgets it too.
    */
-  async function compare(ops: Op[], maxEntries?: number): Promise<void> {
-    const { store, clock } = clocked(maxEntries === undefined ? {} : { maxEntries });
+  async function compare(ops: Op[], maxEntries?: number, maxBytes?: number): Promise<void> {
+    const unbounded = Number.POSITIVE_INFINITY;
+    const { store, clock } = clocked(
+      maxEntries === undefined && maxBytes === undefined
+        ? { maxEntries: unbounded, maxBytes: unbounded }
+        : { maxEntries: maxEntries ?? unbounded, maxBytes: maxBytes ?? unbounded },
+    );
     const model = new Map<string, IdempotencyRecord | null>();
     for (const o of ops) {
       if (o.kind === 'tick') {
@@ -439,7 +563,7 @@ describe('against the core state machine', () => {
         const modelled = model.get(each) ?? null;
         const live = modelled !== null && modelled.expiresAt > clock.now ? modelled : null;
         if (stored === null && live !== null) {
-          expect(maxEntries, `${each} vanished without a bound`).toBeDefined();
+          expect(maxEntries ?? maxBytes, `${each} vanished without a bound`).toBeDefined();
           expect(live.state, `${each} was evicted while in flight`).not.toBe('in_flight');
           model.set(each, null);
         } else {
@@ -494,6 +618,14 @@ describe('against the core state machine', () => {
   it('answers as transition() when bounded, evicting only settled or expired records', async () => {
     await fc.assert(
       fc.asyncProperty(ops, fc.integer({ min: 1, max: 3 }), (list, max) => compare(list, max)),
+      { numRuns: 500 },
+    );
+  });
+
+  it('answers as transition() when bounded in bytes, evicting only settled or expired records', async () => {
+    // Each response here counts 24 bytes (headers included): 26 to 80 keeps one to three of them.
+    await fc.assert(
+      fc.asyncProperty(ops, fc.integer({ min: 26, max: 80 }), (list, max) => compare(list, undefined, max)),
       { numRuns: 500 },
     );
   });

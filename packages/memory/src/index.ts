@@ -15,9 +15,17 @@ export interface MemoryStoreOptions {
    * Most records kept. When a new key would exceed it, the store evicts expired records first, then
    * completed or failed ones, oldest settled first. An in-flight record is never evicted (that could let
    * its work run twice): when only in-flight records are left, the new claim still succeeds and the
-   * bound is exceeded until some of them settle. Default: unbounded (expired records are still dropped).
+   * bound is exceeded until some of them settle. Default 100 000; `Infinity` for no bound (expired
+   * records are still dropped).
    */
   maxEntries?: number | undefined;
+  /**
+   * Most bytes of stored responses kept (bodies, plus the characters of their headers). A completion
+   * that takes the store over it evicts as `maxEntries` does; a single response larger than this is
+   * stored without its body, marked `omitted: 'too_large'` (the work still never runs twice; a retry
+   * learns that the response was not kept). Default 64 MiB; `Infinity` for no bound.
+   */
+  maxBytes?: number | undefined;
   /**
    * How often expired records are swept, in ms; `0` turns the sweep off (expired records are then
    * dropped only when their key is touched or evicted). The timer starts with the first write and never
@@ -52,7 +60,7 @@ export interface MemoryStore extends Store {
  * with the store.
  *
  * ```ts
- * const store = memoryStore({ maxEntries: 100_000 });
+ * const store = memoryStore(); // at most 100 000 records and 64 MiB of responses
  * ```
  */
 export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
@@ -83,6 +91,8 @@ class Entry implements Link {
   expiresAt = 0;
   /** The stored response, while completed; its headers as `[name, value, name, value, ...]`. */
   status = 0;
+  /** What the response counts against `maxBytes`: body bytes plus header characters. */
+  bytes = 0;
   headers: readonly string[] = NO_HEADERS;
   body: Uint8Array = NO_BODY;
   omitted: OmittedBody | undefined = undefined;
@@ -93,7 +103,7 @@ class Entry implements Link {
    * Take the state machine's next record. Its response is the caller's: the body is copied (which also
    * turns a Node `Buffer` into a plain, unshared array) and the header strings are flattened.
    */
-  set(record: IdempotencyRecord): void {
+  set(record: IdempotencyRecord, maxBytes: number): void {
     const { response } = record;
     this.state = record.state;
     this.fingerprint = record.fingerprint;
@@ -105,17 +115,26 @@ class Entry implements Link {
       this.headers = NO_HEADERS;
       this.body = NO_BODY;
       this.omitted = undefined;
+      this.bytes = 0;
     } else {
       this.status = response.status;
       // Sized up front: an array grown by push (or built by flat()) keeps room for 17.
       const headers = new Array<string>(2 * response.headers.length);
+      let headerBytes = 0;
       response.headers.forEach(([name, value], i) => {
         headers[2 * i] = flatten(name);
         headers[2 * i + 1] = flatten(value);
+        headerBytes += name.length + value.length;
       });
       this.headers = headers;
-      this.body = new Uint8Array(response.body);
-      this.omitted = response.omitted;
+      if (headerBytes + response.body.byteLength <= maxBytes) {
+        this.body = new Uint8Array(response.body);
+        this.omitted = response.omitted;
+      } else {
+        this.body = NO_BODY;
+        this.omitted = 'too_large';
+      }
+      this.bytes = headerBytes + this.body.byteLength;
     }
   }
 
@@ -198,6 +217,16 @@ class Queue {
 }
 
 const ACQUIRED: AcquireResult = Object.freeze({ acquired: true });
+const DEFAULT_MAX_ENTRIES = 100_000;
+const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
+
+/** `value` if it is a positive integer or `Infinity`. */
+function bound(store: string, name: string, value: number): number {
+  if (!(value >= 1) || (Number.isFinite(value) && !Number.isInteger(value))) {
+    throw new TypeError(`[idem] [${store}] ${name} must be a positive integer (or Infinity)`);
+  }
+  return value;
+}
 
 class InMemoryStore implements MemoryStore {
   readonly name: string;
@@ -210,10 +239,15 @@ class InMemoryStore implements MemoryStore {
   private readonly queues = new Map<number, Queue>();
   /**
    * Completed and failed records, oldest settled first: the eviction order once nothing is expired.
-   * Kept by a bounded store only (finite `maxEntries`): an unbounded one never evicts.
+   * Kept by a bounded store only (a finite `maxEntries` or `maxBytes`): an unbounded one never evicts.
    */
   private readonly settled = new Queue();
   private readonly maxEntries: number;
+  private readonly maxBytes: number;
+  /** Whether either bound is finite: only then are settled records queued for eviction. */
+  private readonly bounded: boolean;
+  /** The responses' bytes held, as `maxBytes` counts them. */
+  private bytes = 0;
   private readonly cleanupIntervalMs: number;
   private readonly now: () => number;
   private timer: ReturnType<typeof setInterval> | undefined;
@@ -221,10 +255,9 @@ class InMemoryStore implements MemoryStore {
 
   constructor(options: MemoryStoreOptions) {
     this.name = options.name ?? 'memory';
-    this.maxEntries = options.maxEntries ?? Number.POSITIVE_INFINITY;
-    if (!(this.maxEntries >= 1) || (Number.isFinite(this.maxEntries) && !Number.isInteger(this.maxEntries))) {
-      throw new TypeError(`[idem] [${this.name}] maxEntries must be a positive integer`);
-    }
+    this.maxEntries = bound(this.name, 'maxEntries', options.maxEntries ?? DEFAULT_MAX_ENTRIES);
+    this.maxBytes = bound(this.name, 'maxBytes', options.maxBytes ?? DEFAULT_MAX_BYTES);
+    this.bounded = Number.isFinite(this.maxEntries) || Number.isFinite(this.maxBytes);
     this.cleanupIntervalMs = options.cleanupIntervalMs ?? 60_000;
     if (!(this.cleanupIntervalMs >= 0) || !Number.isFinite(this.cleanupIntervalMs)) {
       throw new TypeError(`[idem] [${this.name}] cleanupIntervalMs must be a finite number >= 0`);
@@ -257,6 +290,7 @@ class InMemoryStore implements MemoryStore {
     const next = transition(entry?.record() ?? null, { type: 'complete', token, response, ttlMs }, now);
     if (next.outcome !== 'accepted') return false;
     this.write(key, entry, next.record!, ttlMs);
+    if (this.bytes > this.maxBytes) this.evict(now);
     return true;
   }
 
@@ -297,6 +331,7 @@ class InMemoryStore implements MemoryStore {
   }
 
   clear(): void {
+    this.bytes = 0;
     this.records.clear();
     this.queues.clear();
     this.settled.clear();
@@ -324,15 +359,18 @@ class InMemoryStore implements MemoryStore {
     } else {
       this.unqueue(entry);
     }
-    entry.set(record);
+    this.bytes -= entry.bytes;
+    entry.set(record, this.maxBytes);
+    this.bytes += entry.bytes;
     this.queueFor(ttlMs).push(entry);
-    if (record.state !== 'in_flight' && Number.isFinite(this.maxEntries)) {
+    if (record.state !== 'in_flight' && this.bounded) {
       entry.bySettlement ??= { entry, queue: null, prev: null, next: null };
       this.settled.push(entry.bySettlement);
     }
   }
 
   private remove(entry: Entry): void {
+    this.bytes -= entry.bytes;
     this.records.delete(entry.key);
     this.unqueue(entry);
   }
@@ -355,9 +393,9 @@ class InMemoryStore implements MemoryStore {
     return queue;
   }
 
-  /** Back under the bound if possible: expired records first, then the oldest settled; never in-flight. */
+  /** Back under the bounds if possible: expired records first, then the oldest settled; never in-flight. */
   private evict(now: number): void {
-    while (this.records.size > this.maxEntries) {
+    while (this.records.size > this.maxEntries || this.bytes > this.maxBytes) {
       const victim = this.firstExpired(now) ?? this.settled.head?.entry;
       if (victim === undefined) return;
       this.remove(victim);

@@ -8,15 +8,16 @@ import { type MemoryStore, type MemoryStoreOptions, memoryStore } from './index.
 /** An option the caller left unset, typed the way user code has it (`config.max` of `max?: number`). */
 const unset = <T>(): T | undefined => undefined;
 
-const allUndefined = (): MemoryStoreOptions => ({
+const allUndefined = (): { [Name in keyof MemoryStoreOptions]-?: MemoryStoreOptions[Name] } => ({
   maxEntries: unset<number>(),
+  maxBytes: unset<number>(),
   cleanupIntervalMs: unset<number>(),
   now: unset<() => number>(),
   name: unset<string>(),
 });
 
 describe('memoryStore with every option undefined', () => {
-  it('is unbounded, named "memory" and on the real clock', async () => {
+  it('takes the defaults: named "memory", on the real clock, keeping what fits the default bounds', async () => {
     const store = memoryStore(allUndefined());
     try {
       expect(store.name).toBe('memory');
