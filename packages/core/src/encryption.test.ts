@@ -89,6 +89,22 @@ describe('encryptedStore', () => {
     expect((await store.get(k3))?.response).toEqual(empty);
   });
 
+  it('hands back a record whose store could not keep the sealed body as not kept, not as corrupt', async () => {
+    // The memory store keeps a response over its maxBytes without its body (and without its headers when
+    // they alone are over it); DynamoDB does the same past its item size.
+    for (const maxBytes of [200, 10]) {
+      const store = encryptedStore(memoryStore({ maxBytes }), { keys: [keyA] });
+      const key = freshKey();
+      await completeThrough(store, key, { ...payment, body: new Uint8Array(400) });
+      const expected = { status: 201, headers: [], body: new Uint8Array(0), omitted: 'too_large' };
+      expect((await store.get(key))?.response).toEqual(expected);
+      expect(await store.acquire(key, claim())).toMatchObject({
+        acquired: false,
+        record: { response: expected },
+      });
+    }
+  });
+
   it('encrypts distinct ciphertexts for the same response', async () => {
     const inner = memoryStore();
     const store = encryptedStore(inner, { keys: [keyA] });

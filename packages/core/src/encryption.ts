@@ -120,6 +120,11 @@ export function encryptedStore(store: Store, options: EncryptedStoreOptions): St
   }
 
   async function open(key: string, response: StoredResponse): Promise<StoredResponse> {
+    // A store that could not keep the sealed response (too large for it) keeps the record without its
+    // body, and perhaps without the marker: there is nothing to open, and the caller is told it was not kept.
+    if (response.omitted !== undefined && response.body.length === 0) {
+      return { status: response.status, headers: [], body: response.body, omitted: response.omitted };
+    }
     const markers = response.headers.filter(([name]) => name === ENCRYPTION_MARKER);
     if (markers.length === 0) {
       if (acceptPlaintext) return response;

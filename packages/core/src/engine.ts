@@ -20,7 +20,8 @@ export interface EngineOptions {
    * call fails at once as `store_unavailable` without reaching the store, until the store answers some
    * of them. A store that never answers (a Redis or PostgreSQL that accepts connections and hangs) would
    * otherwise keep every call in its client's queue, and memory would grow for as long as the hang
-   * lasts. Default 1000.
+   * lasts. Counted per engine (each middleware or plugin instance has its own). A positive integer;
+   * default 1000.
    */
   maxTimedOutCalls?: number | undefined;
   /**
@@ -37,7 +38,10 @@ export interface EngineOptions {
   failOpen?: boolean | undefined;
   /** How many times a failed `complete` is retried (with backoff, in the background). Default 4. */
   completeRetries?: number | undefined;
-  /** Observer of engine events (execute, replay, in_flight, mismatch, store_error, lease_lost, complete_failed). */
+  /**
+   * Observer of engine events (execute, replay, in_flight, mismatch, store_error, lease_lost,
+   * complete_failed, record_corrupt).
+   */
   onEvent?: EventListener | undefined;
 }
 
@@ -108,7 +112,10 @@ export class IdempotencyEngine {
   /** Running work's next heartbeats, likewise on one shared timer. */
   private readonly heartbeats: Deadlines;
 
-  /** @throws TypeError when `store` is missing or a duration is not a positive number. */
+  /**
+   * @throws TypeError when `store` is missing, a duration is not a positive number or `maxTimedOutCalls`
+   *   not a positive integer.
+   */
   constructor(options: EngineOptions) {
     if (!options?.store) throw new TypeError('[idem] options.store is required');
     this.store = options.store;

@@ -214,6 +214,19 @@ describe('idempotent', () => {
     });
   });
 
+  it('tells a repeat that the result was too large for the store to keep, and never runs the function again', async () => {
+    const fn = vi.fn(async (_id: string) => ({ report: 'x'.repeat(500) }));
+    const job = idempotent(fn, { store: memoryStore({ maxBytes: 100 }), key: (id) => id });
+    const id = uniqueId();
+    expect(await job(id)).toEqual({ report: 'x'.repeat(500) });
+    await expect(job(id)).rejects.toMatchObject({
+      code: 'result_invalid',
+      message: expect.stringMatching(/ran before.*too large for the store to keep.*does not run again/),
+      details: { reason: 'too_large' },
+    });
+    expect(fn).toHaveBeenCalledTimes(1);
+  });
+
   it("keeps jobs and HTTP requests apart in a shared store: a request cannot claim a job's key", async () => {
     const store = memoryStore();
     const id = uniqueId();

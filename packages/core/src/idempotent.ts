@@ -106,6 +106,13 @@ export function idempotent<A extends unknown[], R>(
         'this call ran before, but its result could not be serialised, so there is none to return; it does not run again',
       );
     }
+    if (result.response.omitted !== undefined) {
+      throw new IdempotencyError(
+        'result_invalid',
+        'this call ran before, but its result was too large for the store to keep, so there is none to return; it does not run again',
+        { details: { reason: result.response.omitted } },
+      );
+    }
     try {
       return serializer.deserialize(result.response.body);
     } catch (cause) {

@@ -330,6 +330,24 @@ describe('maxBytes', () => {
     expect((await store.get('small'))?.response?.body.byteLength).toBe(10);
   });
 
+  it('keeps a response whose headers alone are over the bound without its headers either, rather than not at all', async () => {
+    const { store } = clocked({ maxBytes: 50 });
+    const c = claim();
+    await store.acquire('headers', c);
+    const stored = { status: 201, headers: [['x-long', 'v'.repeat(70)] as const], body: encode('{}') };
+    expect(await store.complete('headers', c.token, stored, 60 * SECOND)).toBe(true);
+    expect(store.size).toBe(1);
+    expect((await store.get('headers'))?.response).toEqual({
+      status: 201,
+      headers: [],
+      body: new Uint8Array(0),
+      omitted: 'too_large',
+    });
+    // It counts nothing, so it evicts nothing: a small response still fits beside it.
+    await completeWith(store, 'small', sized(10));
+    expect((await store.get('headers'))?.state).toBe('completed');
+  });
+
   it('frees the bytes of records deleted, released, expired or cleared', async () => {
     const { store, clock } = clocked({ maxBytes: 200 });
     await completeWith(store, 'kept', sized(78));
