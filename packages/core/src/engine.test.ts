@@ -882,11 +882,14 @@ describe('IdempotencyEngine', () => {
         expect(() => new IdempotencyEngine({ store, ttlMs: bad })).toThrow(TypeError);
         expect(() => new IdempotencyEngine({ store, storeTimeoutMs: bad })).toThrow(TypeError);
       }
-      for (const bad of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      for (const bad of [0, -1, 1.5, Number.NaN, Number.NEGATIVE_INFINITY]) {
         expect(() => new IdempotencyEngine({ store, maxTimedOutCalls: bad })).toThrow(
-          /maxTimedOutCalls must be a positive integer/,
+          '[idem] maxTimedOutCalls must be a positive integer (or Infinity)',
         );
       }
+      expect(
+        () => new IdempotencyEngine({ store, maxTimedOutCalls: Number.POSITIVE_INFINITY }),
+      ).not.toThrow();
     });
 
     it('refuses wait options that would poll without pause or never give up', () => {

@@ -20,8 +20,8 @@ export interface EngineOptions {
    * call fails at once as `store_unavailable` without reaching the store, until the store answers some
    * of them. A store that never answers (a Redis or PostgreSQL that accepts connections and hangs) would
    * otherwise keep every call in its client's queue, and memory would grow for as long as the hang
-   * lasts. Counted per engine (each middleware or plugin instance has its own). A positive integer;
-   * default 1000.
+   * lasts. Counted per engine (each middleware or plugin instance has its own). A positive integer, or
+   * `Infinity` for no bound; default 1000.
    */
   maxTimedOutCalls?: number | undefined;
   /**
@@ -114,7 +114,7 @@ export class IdempotencyEngine {
 
   /**
    * @throws TypeError when `store` is missing, a duration is not a positive number or `maxTimedOutCalls`
-   *   not a positive integer.
+   *   not a positive integer (or `Infinity`).
    */
   constructor(options: EngineOptions) {
     if (!options?.store) throw new TypeError('[idem] options.store is required');
@@ -135,7 +135,7 @@ export class IdempotencyEngine {
     this.storeDeadlines = new Deadlines(this.storeTimeoutMs);
     this.timedOut = {
       count: 0,
-      max: positiveInteger('maxTimedOutCalls', options.maxTimedOutCalls ?? DEFAULTS.maxTimedOutCalls),
+      max: bound('maxTimedOutCalls', options.maxTimedOutCalls ?? DEFAULTS.maxTimedOutCalls),
     };
     // A third, not a half: the first beat starts its clock when the claim's answer arrives, after the
     // lease already began in the store, and its renewal still has to travel there. With a half, a 1 s
@@ -681,9 +681,10 @@ function positive(name: string, value: number): number {
   return value;
 }
 
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 1)
-    throw new TypeError(`[idem] ${name} must be a positive integer`);
+/** `value` if it is a positive integer or `Infinity` (no bound). */
+function bound(name: string, value: number): number {
+  if (!(value >= 1) || (Number.isFinite(value) && !Number.isSafeInteger(value)))
+    throw new TypeError(`[idem] ${name} must be a positive integer (or Infinity)`);
   return value;
 }
 
