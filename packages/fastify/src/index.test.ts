@@ -143,6 +143,42 @@ describe('responses', () => {
     }
   });
 
+  it('sends once when an async handler sends without returning reply, or returns another value', async () => {
+    // Fastify sends again what an async handler resolves with while the reply does not look sent, and
+    // it does not while idem holds it: over a real socket, the second answer ended the process.
+    const store = slowCompleting(memoryStore(), 50);
+    const { app, runs, count } = await build({ store }, (app) => {
+      app.post('/no-return', async (_request, reply) => {
+        reply.code(201).send({ n: count('no-return') });
+      });
+      app.post('/returns-another', async (_request, reply) => {
+        reply.code(201).send({ sent: count('returns-another') });
+        return { returned: true };
+      });
+    });
+    const origin = await app.listen({ port: 0, host: '127.0.0.1' });
+    for (const [path, expected] of [
+      ['/no-return', { n: 1 }],
+      ['/returns-another', { sent: 1 }],
+    ] as const) {
+      const key = newKey();
+      const send = () =>
+        fetch(origin + path, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'idempotency-key': key },
+          body: '{}',
+        });
+      const first = await send();
+      expect(first.status).toBe(201);
+      expect(await first.json()).toEqual(expected);
+      const replay = await send();
+      expect(replay.status).toBe(201);
+      expect(replay.headers.get('idempotent-replayed')).toBe('true');
+      expect(await replay.json()).toEqual(expected);
+    }
+    expect(Object.fromEntries(runs)).toEqual({ 'no-return': 1, 'returns-another': 1 });
+  });
+
   it('passes a stream payload through untouched and answers 410 (streaming) to a retry', async () => {
     const { app, count } = await build({}, (app) => {
       app.post('/export', (_request, reply) => {

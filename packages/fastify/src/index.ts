@@ -102,6 +102,8 @@ class Exchange {
   layer: 'idle' | 'busy' | 'done' = 'idle';
   resolve: (response: CapturedResponse) => void = noop;
   reject: (error: unknown) => void = noop;
+  /** idem's onSend holds a response (until the record is completed): Fastify has not written it yet. */
+  holding = false;
   /** onSend continuations waiting for the layer to be done with the record. */
   private waiting: Array<() => void> | undefined;
 
@@ -274,13 +276,28 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
     const onSend: onSendHookHandler<unknown> = (request, reply, payload, done) => {
       const exchange = exchangeOf(request);
       if (!exchange) return done(null, payload);
+      if (exchange.holding) {
+        // A second send while the first is held. Fastify sends again what an async handler resolves
+        // with (`undefined` when it sent without returning `reply`) as long as the reply does not look
+        // sent, which a held one does not; its write would fail once the first went out. Dropped, as
+        // Fastify drops a send after the response was written (and warns, unless it is that undefined).
+        if (payload !== undefined)
+          reply.log.warn(
+            `@idem/fastify: a second response to ${request.method} ${request.url} was dropped: the reply was already sent (return reply after reply.send in an async handler)`,
+          );
+        return;
+      }
       if (exchange.phase === 'running') {
         exchange.phase = 'settled';
         exchange.resolve(captureReply(reply, payload, layer.maxResponseBytes));
       }
       // Hold the response until the record is completed, so that a client who got it and retries is
       // replayed, never told "in flight".
-      exchange.whenDone(() => done(null, payload));
+      exchange.holding = true;
+      exchange.whenDone(() => {
+        exchange.holding = false;
+        done(null, payload);
+      });
     };
     Object.defineProperty(onSend, 'name', { value: ON_SEND_NAME });
 
