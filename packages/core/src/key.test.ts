@@ -93,6 +93,20 @@ describe('parseIdempotencyKey', () => {
     expect(error.message).toMatch(/invalid Idempotency-Key/);
   });
 
+  it.each([
+    ['two bare keys, as a server joins a repeated header', 'a, b', /several values/],
+    ['the same key twice', 'abc, abc', /several values/],
+    ['two quoted keys', '"a", "b"', /several values/],
+    ['a quoted key and a bare one', '"a",b', /several values/],
+    ['a quoted key with a parameter', '"abc";x=1', /parameters after a quoted key/],
+  ])('says what is wrong with %s', (_, header, reason) => {
+    expect(expectRefused(header, 'key_invalid').message).toMatch(reason);
+  });
+
+  it('still accepts bare keys with commas, semicolons and quotes in them', () => {
+    for (const key of ['a,b', 'order;1', 'x",y', 'a"b']) expect(parseIdempotencyKey(key)).toBe(key);
+  });
+
   it.each([null, undefined])('refuses a missing header (%s) as key_missing', (header) => {
     const error = expectRefused(header, 'key_missing');
     expect(error.message).toMatch(/Idempotency-Key header is required/);

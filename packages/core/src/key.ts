@@ -30,6 +30,9 @@ export function parseIdempotencyKey(header: string | null | undefined, options: 
   // Anything longer than the longest quoted form of a valid key is refused before scanning it.
   if (value.length > maxLength * 2 + 2) throw invalid(`the key is longer than ${maxLength} characters`);
 
+  const shape = listOrParameters(value);
+  if (shape !== null) throw invalid(shape);
+
   let key: string;
   if (value.startsWith('"') || value.endsWith('"')) {
     key = unquote(value);
@@ -64,6 +67,23 @@ function unquote(value: string): string {
     key += String.fromCharCode(code);
   }
   return key;
+}
+
+/**
+ * Why a value that is not one key is refused, when it looks like a list (the header sent twice, which
+ * servers join with ", "; or a structured-field list) or a quoted key with structured-field parameters;
+ * `null` otherwise (its own checks then say what is wrong).
+ */
+function listOrParameters(value: string): string | null {
+  // A space is never part of a key, so ", " is a list; `",` only after a leading quote (`x",y` is a key).
+  const quoted = value.startsWith('"');
+  if (/,[ \t]/.test(value) || (quoted && /"[ \t]*,/.test(value.slice(1)))) {
+    return 'the header holds several values (sent more than once?); send exactly one key';
+  }
+  if (quoted && /"[ \t]*;/.test(value.slice(1))) {
+    return 'parameters after a quoted key (";...") are not accepted; send the key alone';
+  }
+  return null;
 }
 
 function invalid(reason: string): IdempotencyError {
