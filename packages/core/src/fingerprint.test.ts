@@ -20,6 +20,13 @@ describe('fingerprint', () => {
     expect(await fingerprint(request())).toBe(print);
   });
 
+  it('reads an empty query (`/orders?`) as none, and tells any other query apart', async () => {
+    const print = await fingerprint(request());
+    expect(await fingerprint(request({ path: '/orders?' }))).toBe(print);
+    for (const path of ['/orders?a', '/orders?=', '/orders??', '/orders/'])
+      expect(await fingerprint(request({ path }))).not.toBe(print);
+  });
+
   it('gives the same JSON in another key order or spacing the same fingerprint', async () => {
     const base = await fingerprint(request());
     expect(await fingerprint(request({ body: encode('{"qty":2,"item":"book"}') }))).toBe(base);

@@ -36,7 +36,7 @@ export async function fingerprint(input: FingerprintInput): Promise<string> {
 
 /** {@link fingerprint}, synchronous where the runtime hashes synchronously (the request path's version). */
 export function fingerprintNow(input: FingerprintInput): string | Promise<string> {
-  const fields: string[] = [input.method.toUpperCase(), input.path];
+  const fields: string[] = [input.method.toUpperCase(), withoutEmptyQuery(input.path)];
   for (const [name, value] of input.headers ?? []) fields.push(name.toLowerCase(), value);
   let body: string | Uint8Array = input.body;
   if (isJsonContentType(input.contentType) && input.body.length > 0) {
@@ -48,6 +48,14 @@ export function fingerprintNow(input: FingerprintInput): string | Promise<string
   // hash like the canonical form of a JSON one.
   const head = `${JSON.stringify(fields)}\n`;
   return typeof body === 'string' ? sha256HexNow([head, body]) : sha256HexNow([head, 'raw:', body]);
+}
+
+/**
+ * `/orders?` as `/orders`: an empty query asks for nothing more, and bindings read the path differently
+ * (a Web `Request`'s URL drops a bare `?`, Node's raw URL keeps it).
+ */
+function withoutEmptyQuery(path: string): string {
+  return path.endsWith('?') && path.indexOf('?') === path.length - 1 ? path.slice(0, -1) : path;
 }
 
 function canonicalBody(body: Uint8Array): string | null {

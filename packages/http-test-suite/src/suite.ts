@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import {
   type HttpIdempotencyOptions,
   type IdempotencyErrorCode,
@@ -92,6 +93,47 @@ async function send(server: TestServer, path: string, options: SendOptions = {})
   const response = await fetch(server.url + path, init);
   const bytes = new Uint8Array(await response.arrayBuffer());
   return { status: response.status, headers: response.headers, bytes, text: new TextDecoder().decode(bytes) };
+}
+
+/**
+ * A keyed JSON POST to `path` exactly as written: `fetch` normalises the URL (it drops a bare `?`), a
+ * client on a raw socket does not.
+ */
+function sendRaw(server: TestServer, path: string, key: string, body: unknown): Promise<Sent> {
+  const text = JSON.stringify(body);
+  return new Promise<Sent>((resolve, reject) => {
+    const sent = httpRequest(
+      server.url + path,
+      {
+        method: 'POST',
+        path,
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(text),
+          'idempotency-key': key,
+        },
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', reject);
+        response.on('end', () => {
+          const bytes = new Uint8Array(Buffer.concat(chunks));
+          const headers = new Headers();
+          for (const [name, value] of Object.entries(response.headers))
+            for (const each of [value ?? []].flat()) headers.append(name, each);
+          resolve({
+            status: response.statusCode ?? 0,
+            headers,
+            bytes,
+            text: new TextDecoder().decode(bytes),
+          });
+        });
+      },
+    );
+    sent.on('error', reject);
+    sent.end(text);
+  });
 }
 
 function json(sent: Sent): Record<string, unknown> {
@@ -330,6 +372,16 @@ export function testHttpBinding(options: HttpBindingTestOptions): void {
         expectProblem(await send(s.server, '/binary', { key, json: { item: 'book' } }), 'key_mismatch', 422);
         expect(s.app.executions('orders')).toBe(runs);
         expect(s.app.executions('binary')).toBe(0);
+      });
+
+      it('treats /orders? (an empty query) as the same request as /orders', async () => {
+        const key = newKey('empty-query');
+        const first = await send(s.server, '/orders', { key, json: { item: 'book' } });
+        expect(first.status).toBe(201);
+        const runs = s.app.executions('orders');
+        expectReplay(await sendRaw(s.server, '/orders?', key, { item: 'book' }), first);
+        expectProblem(await sendRaw(s.server, '/orders?x', key, { item: 'book' }), 'key_mismatch', 422);
+        expect(s.app.executions('orders')).toBe(runs);
       });
 
       it('treats the same JSON with its keys in another order as the same request', async () => {
