@@ -530,6 +530,35 @@ describe('IdempotencyEngine', () => {
       expect(work).not.toHaveBeenCalled();
     });
 
+    it('gives back every late claim, even while the timed-out calls are over the bound', async () => {
+      const inner = memoryStore({ cleanupIntervalMs: 0 });
+      const hung: Array<() => void> = [];
+      const acquire = vi.fn(async (key: string, claim: Claim) => {
+        await new Promise<void>((resolve) => hung.push(resolve));
+        return inner.acquire(key, claim);
+      });
+      const release = vi.fn((key: string, token: string, ttl: number) => inner.release(key, token, ttl));
+      const { engine, events } = setup({
+        store: wrap(inner, { acquire, release }),
+        storeTimeoutMs: 20,
+        maxTimedOutCalls: 3,
+      });
+      // Five calls sent before any timed out: the count ends above the bound.
+      const requests = Array.from({ length: 5 }, () => request());
+      await Promise.all(requests.map((each) => rejection(engine.run(each, async () => 'never', settle))));
+      for (const answer of hung.splice(0)) answer();
+      await vi.waitFor(() => expect(release).toHaveBeenCalledTimes(5), { timeout: 2_000, interval: 5 });
+      for (const each of requests) {
+        await vi.waitFor(async () => expect((await inner.get(each.storageKey))?.state).toBe('failed'), {
+          timeout: 2_000,
+          interval: 5,
+        });
+      }
+      expect(events.filter((event) => event.type === 'store_error' && event.operation === 'release')).toEqual(
+        [],
+      );
+    });
+
     it('counts only calls that timed out: slow calls answered in time never reach the bound', async () => {
       const inner = memoryStore({ cleanupIntervalMs: 0 });
       const acquire = vi.fn(async (key: string, claim: Claim) => {

@@ -276,10 +276,20 @@ export class IdempotencyEngine {
     }
   }
 
-  /** Release our claim; `refusalExpected` when a refusal does not mean the lease was lost. */
-  private async release(key: string, token: string, refusalExpected = false): Promise<void> {
+  /**
+   * Release our claim; `refusalExpected` when a refusal does not mean the lease was lost. A late claim's
+   * release (`late`) is sent even while `maxTimedOutCalls` holds calls back: the claim's answer just
+   * arrived, so the store answers, and a claim left in place would answer 409 for a whole lease.
+   */
+  private async release(key: string, token: string, refusalExpected = false, late = false): Promise<void> {
     try {
-      const released = await this.call('release', key, () => this.store.release(key, token, this.ttlMs));
+      const released = await this.call(
+        'release',
+        key,
+        () => this.store.release(key, token, this.ttlMs),
+        undefined,
+        late,
+      );
       if (!released && !refusalExpected) void this.refused(key, token, 'release');
     } catch (error) {
       // The lease will run out and a retry with the same payload takes over: nothing is lost.
@@ -345,11 +355,18 @@ export class IdempotencyEngine {
    * acquire, `claimToken` is the claim's token: a claim that lands after the timeout failed the call
    * (the caller got store_unavailable, or fail-open ran the work without it) is released, for nobody
    * will complete it and retries would meet its lease until it runs out. While `maxTimedOutCalls` calls
-   * that timed out still wait for their answer, the call is refused without reaching the store.
+   * that timed out still wait for their answer, the call is refused without reaching the store, unless
+   * it is `ungated`.
    */
-  private call<R>(operation: string, key: string, fn: () => Promise<R>, claimToken?: string): Promise<R> {
+  private call<R>(
+    operation: string,
+    key: string,
+    fn: () => Promise<R>,
+    claimToken?: string,
+    ungated = false,
+  ): Promise<R> {
     const { timedOut } = this;
-    if (timedOut.count >= timedOut.max) {
+    if (!ungated && timedOut.count >= timedOut.max) {
       return Promise.reject(
         storeUnavailable(
           this.store.name,
@@ -375,7 +392,7 @@ export class IdempotencyEngine {
       (value) => {
         this.storeDeadlines.remove(call);
         if (!call.succeed(value) && claimToken !== undefined && (value as AcquireResult).acquired)
-          void this.release(key, claimToken, true);
+          void this.release(key, claimToken, true, true);
       },
       (error: unknown) => {
         this.storeDeadlines.remove(call);
