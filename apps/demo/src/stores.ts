@@ -153,6 +153,9 @@ async function openDynamodb(env: StoreEnv): Promise<OpenStore> {
     endpoint,
     region: env['AWS_REGION'] || env['AWS_DEFAULT_REGION'] || 'us-east-1',
     maxAttempts: 2,
+    // Each attempt bounded (the SDK only warns about a passed requestTimeout unless told to throw); a
+    // cold DynamoDB Local may take a few seconds to create the table.
+    requestHandler: { connectionTimeout: 1_000, requestTimeout: 5_000, throwOnRequestTimeout: true },
     // DynamoDB Local accepts any alphanumeric credentials; a real endpoint uses the environment's.
     ...(!hasCredentials && { credentials: { accessKeyId: 'idemdemo', secretAccessKey: 'idemdemo' } }),
   });

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import {
   DescribeTableCommand,
   DescribeTimeToLiveCommand,
@@ -418,6 +419,35 @@ describe('failures', () => {
     expect((failure as Error).cause).toBeInstanceOf(Error);
     expect(ran).toBe(false);
     dead.destroy();
+  });
+
+  it("fails a call to an endpoint that accepts and never answers, with the README's client settings", async () => {
+    // Without `throwOnRequestTimeout` the SDK's handler only logs that `requestTimeout` passed, and the
+    // call waits for as long as the endpoint hangs.
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.resume();
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as AddressInfo;
+    const hung = await localClient({
+      endpoint: `http://127.0.0.1:${port}`,
+      maxAttempts: 2,
+      requestHandler: { connectionTimeout: 300, requestTimeout: 300, throwOnRequestTimeout: true },
+    });
+    try {
+      const failure = await dynamodbStore({ client: hung, table })
+        .get(uniqueKey('silent'))
+        .catch((error: unknown) => error);
+      expect(failure).toMatchObject({ name: 'TimeoutError', $metadata: { attempts: 2 } });
+      expect(sockets.size).toBeGreaterThan(0);
+    } finally {
+      hung.destroy();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 
   it('honours the SDK retries on throttling and then succeeds', async () => {
