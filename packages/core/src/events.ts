@@ -10,7 +10,10 @@ export interface IdempotencyEvent {
    *   work ran anyway because fail-open is on).
    * - `lease_lost`: a write with our token was refused: another holder took over, the result was not
    *   stored by us.
-   * - `complete_failed`: the work succeeded but storing its result failed after every retry.
+   * - `complete_failed`: the work succeeded but no attempt to store its result was confirmed: each
+   *   failed or timed out. One that timed out may still have landed (a slow store; retries then get
+   *   the replay); if none did, the record stays in flight until its lease ends, and a retry after that
+   *   runs the work again.
    * - `record_corrupt`: the key's record cannot be read or used (undecodable, undecryptable, a completed
    *   record without a response, a stored header no server may send); nothing ran, the client got 500.
    *   `error` says what is wrong (the problem the client gets does not).
