@@ -92,7 +92,6 @@ async function openRedis(url: string): Promise<OpenStore> {
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
-    socketTimeout: 5_000,
     connectTimeout: 3_000,
   });
   // Reconnection errors are retried by ioredis; requests meanwhile get 503 from idem. The first one

@@ -1,9 +1,9 @@
 import { IdempotencyEngine, isIdempotencyError, type StoredResponse } from '@idem/core';
 import { makeClaim, makeResponse, uniqueKey } from '@idem/store-test-suite';
-import { TcpForwarder } from '@idem/test-services';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type PostgresStore, postgresStore } from './index.js';
+import { TcpForwarder } from './tcp-forwarder.fixture.js';
 import { openTestDatabase, type TestDatabase } from './test-database.fixture.js';
 
 // The shared PostgreSQL is never stopped: connections are cut or swallowed by a forwarder between

@@ -1,17 +1,15 @@
 import { IdempotencyEngine, isIdempotencyError, type StoredResponse } from '@idem/core';
 import { makeClaim, makeResponse, uniqueKey } from '@idem/store-test-suite';
-import { TcpForwarder } from '@idem/test-services';
 import type pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type PostgresStore, postgresStore } from './index.js';
-import { RoundTripCounter } from './round-trip-counter.fixture.js';
+import { TcpForwarder } from './tcp-forwarder.fixture.js';
 import { openTestDatabase, type TestDatabase } from './test-database.fixture.js';
 
 // Round trips are counted on the wire, between the pool and PostgreSQL: every Sync or simple Query
 // message the client sends is one exchange it waits for.
 let db: TestDatabase;
 let forwarder: TcpForwarder;
-const counter = new RoundTripCounter();
 let pool: pg.Pool;
 let store: PostgresStore;
 let engine: IdempotencyEngine;
@@ -27,10 +25,7 @@ const run = (storageKey: string, fingerprint = 'fp-a') =>
 beforeAll(async () => {
   db = await openTestDatabase('round_trips');
   const url = new URL(db.url);
-  forwarder = await TcpForwarder.start(
-    { host: url.hostname, port: Number(url.port || 5432) },
-    { observe: counter.observe },
-  );
+  forwarder = await TcpForwarder.start({ host: url.hostname, port: Number(url.port || 5432) });
   // One connection, opened before counting, so that connecting never shows up in the counts.
   pool = db.pool({ connectionString: forwarder.rewrite(db.url), max: 1 });
   store = postgresStore({ pool, schema: db.schema });
@@ -41,43 +36,43 @@ afterAll(async () => {
   await forwarder?.close();
   await db?.close();
 });
-beforeEach(() => counter.reset());
+beforeEach(() => forwarder.resetCount());
 
 describe('round trips per request through the engine', () => {
   it('a new request costs 2: acquire, complete', async () => {
     const key = uniqueKey('new');
     await expect(run(key)).resolves.toMatchObject({ replayed: false, value: 'done' });
-    expect(counter.roundTrips).toBe(2);
+    expect(forwarder.roundTrips).toBe(2);
     expect((await store.get(key))?.state).toBe('completed');
   });
 
   it('a replay costs 1: the refused acquire returns the stored response', async () => {
     const key = uniqueKey('replay');
     await run(key);
-    counter.reset();
+    forwarder.resetCount();
     const replay = await run(key);
     expect(replay).toMatchObject({ replayed: true });
     if (replay.replayed) expect(replay.response).toEqual(response);
-    expect(counter.roundTrips).toBe(1);
+    expect(forwarder.roundTrips).toBe(1);
   });
 
   it('a conflict and a mismatch cost 1 each', async () => {
     const key = uniqueKey('conflict');
     await store.acquire(key, makeClaim('fp-a'));
-    counter.reset();
+    forwarder.resetCount();
     const inFlight = await run(key).catch((error: unknown) => error);
     expect(isIdempotencyError(inFlight, 'in_flight')).toBe(true);
-    expect(counter.roundTrips).toBe(1);
-    counter.reset();
+    expect(forwarder.roundTrips).toBe(1);
+    forwarder.resetCount();
     const mismatch = await run(key, 'fp-b').catch((error: unknown) => error);
     expect(isIdempotencyError(mismatch, 'key_mismatch')).toBe(true);
-    expect(counter.roundTrips).toBe(1);
+    expect(forwarder.roundTrips).toBe(1);
   });
 
   it('a transactional completion adds only the acquire and one UPDATE to the work transaction', async () => {
     await db.admin.query(`CREATE TABLE ${db.schema}.notes (id text PRIMARY KEY)`);
     const key = uniqueKey('tx');
-    counter.reset();
+    forwarder.resetCount();
     await engine.run(
       { storageKey: key, fingerprint: 'fp-a' },
       (operation) =>
@@ -92,7 +87,7 @@ describe('round trips per request through the engine', () => {
       () => response,
     );
     // acquire + BEGIN + INSERT + complete UPDATE + COMMIT; the engine does not complete again.
-    expect(counter.roundTrips).toBe(5);
+    expect(forwarder.roundTrips).toBe(5);
     expect((await store.get(key))?.state).toBe('completed');
   });
 });
@@ -111,7 +106,7 @@ describe('a claim that meets a concurrent claim of its key', () => {
                  clock_timestamp() + interval '1 hour')`,
         [key],
       );
-      counter.reset();
+      forwarder.resetCount();
       const claimed = store.acquire(key, makeClaim('fp-a'));
       await waitForLockWait(store.table);
       await other.query('COMMIT');
@@ -119,7 +114,7 @@ describe('a claim that meets a concurrent claim of its key', () => {
         acquired: false,
         record: { state: 'in_flight', token: 'other-token' },
       });
-      expect(counter.roundTrips).toBe(2);
+      expect(forwarder.roundTrips).toBe(2);
     } finally {
       await other.query('ROLLBACK').catch(() => {});
       other.release();
@@ -145,9 +140,9 @@ describe('round trips per store operation', () => {
     const key = uniqueKey('ops');
     const claim = makeClaim('fp-a');
     const counted = async (operation: () => Promise<unknown>) => {
-      counter.reset();
+      forwarder.resetCount();
       await operation();
-      return counter.roundTrips;
+      return forwarder.roundTrips;
     };
     expect(await counted(() => store.acquire(key, claim))).toBe(1);
     expect(await counted(() => store.acquire(key, makeClaim('fp-a')))).toBe(1);

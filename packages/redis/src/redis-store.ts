@@ -17,8 +17,7 @@ export interface RedisStoreOptions {
    * The ioredis client to use: a `Redis` (standalone, Sentinel) or a `Cluster`. The store never creates,
    * connects or closes it. Recommended: `maxRetriesPerRequest: 0` (`redisOptions` of a Cluster), so that
    * a command in flight when the connection drops fails at once instead of being re-sent after
-   * reconnecting, and `socketTimeout` (e.g. 5 000 ms), so that a connection that goes silent without
-   * closing is dropped and made anew; optionally `enableOfflineQueue: false` (see the README).
+   * reconnecting; optionally `enableOfflineQueue: false` (see the README).
    * The store defines its scripts on it with `defineCommand` (names `idem_<operation>_<sha>`).
    */
   client: Redis | Cluster;
@@ -57,8 +56,7 @@ const DOWN: ReadonlySet<string> = new Set(['reconnecting', 'close', 'end', 'disc
  *
  * @example
  * ```ts
- * const client = new Redis(process.env.REDIS_URL, { maxRetriesPerRequest: 0, socketTimeout: 5_000 });
- * const store = redisStore({ client });
+ * const store = redisStore({ client: new Redis(process.env.REDIS_URL, { maxRetriesPerRequest: 0 }) });
  * ```
  */
 export function redisStore(options: RedisStoreOptions): Store {

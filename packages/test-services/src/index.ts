@@ -9,4 +9,3 @@ export { freePort } from './free-port.js';
 export { postgresUrl } from './postgres.js';
 export { redisUrl } from './redis.js';
 export { RedisClusterProcesses, RedisServerProcess } from './redis-server-process.js';
-export { TcpForwarder, type TcpForwarderOptions } from './tcp-forwarder.js';

@@ -27,9 +27,8 @@ export async function openStore(
     case 'redis': {
       const [{ Redis }, { redisStore }] = await Promise.all([import('ioredis'), import('@idem/redis')]);
       // maxRetriesPerRequest: 0, as @idem/redis recommends: a command caught by a dropped connection
-      // fails at once instead of being re-sent (and claiming) after the engine already answered 503;
-      // socketTimeout: a connection that goes silent is dropped and made anew.
-      const client = new Redis(config.url, { maxRetriesPerRequest: 0, socketTimeout: 5_000 });
+      // fails at once instead of being re-sent (and claiming) after the engine already answered 503.
+      const client = new Redis(config.url, { maxRetriesPerRequest: 0 });
       client.on('error', onClientError);
       return {
         store: redisStore({ client, prefix: config.prefix }),
