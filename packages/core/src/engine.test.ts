@@ -88,6 +88,21 @@ function hangingStore(): Store {
   };
 }
 
+/**
+ * A memory store whose claims wait until the test answers them (`hung`, one function per claim, in
+ * order), with `acquire` and `release` spied on.
+ */
+function claimsAnsweredByHand() {
+  const inner = memoryStore({ cleanupIntervalMs: 0 });
+  const hung: Array<() => void> = [];
+  const acquire = vi.fn(async (key: string, claim: Claim) => {
+    await new Promise<void>((resolve) => hung.push(resolve));
+    return inner.acquire(key, claim);
+  });
+  const release = vi.fn((key: string, token: string, ttl: number) => inner.release(key, token, ttl));
+  return { inner, hung, acquire, release, store: wrap(inner, { acquire, release }) };
+}
+
 async function rejection(promise: Promise<unknown>): Promise<IdempotencyError> {
   const error = await promise.then(
     () => {
@@ -486,18 +501,8 @@ describe('IdempotencyEngine', () => {
     });
 
     it('stops sending calls while maxTimedOutCalls timed-out calls still wait for the store, and resumes as they are answered', async () => {
-      const inner = memoryStore({ cleanupIntervalMs: 0 });
-      const hung: Array<() => void> = [];
-      const acquire = vi.fn(async (key: string, claim: Claim) => {
-        await new Promise<void>((resolve) => hung.push(resolve));
-        return inner.acquire(key, claim);
-      });
-      const release = vi.fn((key: string, token: string, ttl: number) => inner.release(key, token, ttl));
-      const { engine } = setup({
-        store: wrap(inner, { acquire, release }),
-        storeTimeoutMs: 20,
-        maxTimedOutCalls: 3,
-      });
+      const { inner, hung, acquire, release, store } = claimsAnsweredByHand();
+      const { engine } = setup({ store, storeTimeoutMs: 20, maxTimedOutCalls: 3 });
       const work = vi.fn(async () => 'never');
       for (let i = 0; i < 3; i++) {
         const error = await rejection(engine.run(request(), work, settle));
@@ -531,18 +536,8 @@ describe('IdempotencyEngine', () => {
     });
 
     it('gives back every late claim, even while the timed-out calls are over the bound', async () => {
-      const inner = memoryStore({ cleanupIntervalMs: 0 });
-      const hung: Array<() => void> = [];
-      const acquire = vi.fn(async (key: string, claim: Claim) => {
-        await new Promise<void>((resolve) => hung.push(resolve));
-        return inner.acquire(key, claim);
-      });
-      const release = vi.fn((key: string, token: string, ttl: number) => inner.release(key, token, ttl));
-      const { engine, events } = setup({
-        store: wrap(inner, { acquire, release }),
-        storeTimeoutMs: 20,
-        maxTimedOutCalls: 3,
-      });
+      const { inner, hung, release, store } = claimsAnsweredByHand();
+      const { engine, events } = setup({ store, storeTimeoutMs: 20, maxTimedOutCalls: 3 });
       // Five calls sent before any timed out: the count ends above the bound.
       const requests = Array.from({ length: 5 }, () => request());
       await Promise.all(requests.map((each) => rejection(engine.run(each, async () => 'never', settle))));

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { type AddressInfo, createServer, type Socket } from 'node:net';
 import {
   DescribeTableCommand,
   DescribeTimeToLiveCommand,
@@ -15,7 +14,7 @@ import {
   type StoredResponse,
 } from '@idem/core';
 import { makeClaim, makeResponse, uniqueKey } from '@idem/store-test-suite';
-import { freePort } from '@idem/test-services';
+import { freePort, SilentServer } from '@idem/test-services';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { itemBytes } from './codec.js';
 import { createLocalTable, dropLocalTable, localClient } from './local-table.js';
@@ -424,16 +423,9 @@ describe('failures', () => {
   it("fails a call to an endpoint that accepts and never answers, with the README's client settings", async () => {
     // Without `throwOnRequestTimeout` the SDK's handler only logs that `requestTimeout` passed, and the
     // call waits for as long as the endpoint hangs.
-    const sockets = new Set<Socket>();
-    const silent = createServer((socket) => {
-      sockets.add(socket);
-      socket.on('error', () => {});
-      socket.resume();
-    });
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    const { port } = silent.address() as AddressInfo;
+    const silent = await SilentServer.start();
     const hung = await localClient({
-      endpoint: `http://127.0.0.1:${port}`,
+      endpoint: `http://127.0.0.1:${silent.port}`,
       maxAttempts: 2,
       requestHandler: { connectionTimeout: 300, requestTimeout: 300, throwOnRequestTimeout: true },
     });
@@ -442,11 +434,10 @@ describe('failures', () => {
         .get(uniqueKey('silent'))
         .catch((error: unknown) => error);
       expect(failure).toMatchObject({ name: 'TimeoutError', $metadata: { attempts: 2 } });
-      expect(sockets.size).toBeGreaterThan(0);
+      expect(silent.accepted).toBeGreaterThan(0);
     } finally {
       hung.destroy();
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => silent.close(resolve));
+      await silent.close();
     }
   });
 

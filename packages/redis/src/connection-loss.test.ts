@@ -1,7 +1,6 @@
-import { createServer, type Socket } from 'node:net';
 import { IdempotencyEngine, IdempotencyError, isIdempotencyError, problemFor, type Store } from '@idem/core';
 import { makeClaim, makeResponse, uniqueKey } from '@idem/store-test-suite';
-import { RedisServerProcess } from '@idem/test-services';
+import { RedisServerProcess, SilentServer } from '@idem/test-services';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { redisStore } from './index.js';
@@ -156,15 +155,8 @@ describe('when Redis accepts connections and never answers', () => {
   it("keeps ioredis' offline queue within the engine's maxTimedOutCalls, and counts the calls out when they fail", async () => {
     // Accepts and reads, never writes: the client's ready check goes unanswered and it stays in `connect`,
     // queueing every command (a hung server, or a proxy in front of a dead one).
-    const sockets = new Set<Socket>();
-    const silent = createServer((socket) => {
-      sockets.add(socket);
-      socket.on('error', () => {});
-      socket.resume();
-    });
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    const { port } = silent.address() as { port: number };
-    const hung = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 0 });
+    const silent = await SilentServer.start();
+    const hung = new Redis({ host: '127.0.0.1', port: silent.port, maxRetriesPerRequest: 0 });
     hung.on('error', () => {});
     /** The store's commands waiting in the client's offline queue (not the client's own ready check). */
     const queued = () =>
@@ -195,15 +187,14 @@ describe('when Redis accepts connections and never answers', () => {
 
       // The server drops the connection: the client fails what it queued, and calls reach the store
       // again (which may find the client connecting again, to the same silent server).
-      for (const socket of sockets) socket.destroy();
+      silent.dropConnections();
       await vi.waitFor(() => expect(queued()).toBe(0), { timeout: 5_000, interval: 10 });
       const error = await run();
       expect(error.code).toBe('store_unavailable');
       expect(error.message).not.toMatch(/not sent/);
     } finally {
       hung.disconnect();
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => silent.close(resolve));
+      await silent.close();
     }
   });
 });

@@ -9,3 +9,4 @@ export { freePort } from './free-port.js';
 export { postgresUrl } from './postgres.js';
 export { redisUrl } from './redis.js';
 export { RedisClusterProcesses, RedisServerProcess } from './redis-server-process.js';
+export { SilentServer } from './silent-server.js';
