@@ -554,6 +554,52 @@ describe('IdempotencyEngine', () => {
       );
     });
 
+    it('still sends the completion of work that ran while the bound holds new claims back', async () => {
+      const inner = memoryStore({ cleanupIntervalMs: 0 });
+      // While `hang` is set, every call waits for it (as a client queues commands while it connects).
+      let hang: Promise<void> | null = null;
+      let recover = () => {};
+      const held =
+        <A extends unknown[], R>(call: (...args: A) => Promise<R>) =>
+        (...args: A) =>
+          hang ? hang.then(() => call(...args)) : call(...args);
+      const store = wrap(inner, {
+        acquire: held((key, claim) => inner.acquire(key, claim)),
+        complete: held((key, token, response, ttl) => inner.complete(key, token, response, ttl)),
+      });
+      // No background retries: the one completion sent must be the one that lands.
+      const { engine } = setup({
+        store,
+        storeTimeoutMs: 20,
+        maxTimedOutCalls: 2,
+        heartbeat: false,
+        completeRetries: 0,
+      });
+      const req = request();
+      const gate = deferred();
+      const work = vi.fn(async () => {
+        await gate.promise;
+        return 'ran';
+      });
+      const running = engine.run(req, work, settle);
+      await vi.waitFor(() => expect(work).toHaveBeenCalledTimes(1), { timeout: 2_000, interval: 5 });
+      hang = new Promise<void>((resolve) => {
+        recover = resolve;
+      });
+      for (let i = 0; i < 2; i++) await rejection(engine.run(request(), work, settle));
+      expect((await rejection(engine.run(request(), work, settle))).message).toMatch(/acquire not sent/);
+      // The work ends while the bound holds: its completion is sent all the same, and waits with the rest.
+      gate.resolve();
+      expect(await running).toMatchObject({ replayed: false, value: 'ran' });
+      recover();
+      await vi.waitFor(async () => expect((await inner.get(req.storageKey))?.state).toBe('completed'), {
+        timeout: 2_000,
+        interval: 5,
+      });
+      expect(await engine.run(req, work, settle)).toMatchObject({ replayed: true });
+      expect(work).toHaveBeenCalledTimes(1);
+    });
+
     it('counts only calls that timed out: slow calls answered in time never reach the bound', async () => {
       const inner = memoryStore({ cleanupIntervalMs: 0 });
       const acquire = vi.fn(async (key: string, claim: Claim) => {

@@ -17,11 +17,12 @@ export interface EngineOptions {
   storeTimeoutMs?: number | undefined;
   /**
    * How many store calls that timed out may still be waiting for the store's answer. Beyond it, a new
-   * call fails at once as `store_unavailable` without reaching the store, until the store answers some
+   * claim fails at once as `store_unavailable` without reaching the store, until the store answers some
    * of them. A store that never answers (a Redis or PostgreSQL that accepts connections and hangs) would
    * otherwise keep every call in its client's queue, and memory would grow for as long as the hang
-   * lasts. Counted per engine (each middleware or plugin instance has its own). A positive integer, or
-   * `Infinity` for no bound; default 1000.
+   * lasts. The calls of claims already made (completing, renewing, releasing) are still sent: work that
+   * ran must be able to record its result once the store answers. Counted per engine (each middleware or
+   * plugin instance has its own). A positive integer, or `Infinity` for no bound; default 1000.
    */
   maxTimedOutCalls?: number | undefined;
   /**
@@ -168,7 +169,7 @@ export class IdempotencyEngine {
       };
       let acquired: Awaited<ReturnType<Store['acquire']>>;
       try {
-        acquired = await this.call('acquire', key, () => this.store.acquire(key, claim), claim.token);
+        acquired = await this.call('acquire', key, () => this.store.acquire(key, claim), claim.token, true);
       } catch (error) {
         if (isIdempotencyError(error, 'record_corrupt')) {
           this.emit({ type: 'record_corrupt', key, operation: 'acquire', error });
@@ -276,20 +277,10 @@ export class IdempotencyEngine {
     }
   }
 
-  /**
-   * Release our claim; `refusalExpected` when a refusal does not mean the lease was lost. A late claim's
-   * release (`late`) is sent even while `maxTimedOutCalls` holds calls back: the claim's answer just
-   * arrived, so the store answers, and a claim left in place would answer 409 for a whole lease.
-   */
-  private async release(key: string, token: string, refusalExpected = false, late = false): Promise<void> {
+  /** Release our claim; `refusalExpected` when a refusal does not mean the lease was lost. */
+  private async release(key: string, token: string, refusalExpected = false): Promise<void> {
     try {
-      const released = await this.call(
-        'release',
-        key,
-        () => this.store.release(key, token, this.ttlMs),
-        undefined,
-        late,
-      );
+      const released = await this.call('release', key, () => this.store.release(key, token, this.ttlMs));
       if (!released && !refusalExpected) void this.refused(key, token, 'release');
     } catch (error) {
       // The lease will run out and a retry with the same payload takes over: nothing is lost.
@@ -354,19 +345,19 @@ export class IdempotencyEngine {
    * A store call bounded by the store timeout; backend failures become `store_unavailable`. For an
    * acquire, `claimToken` is the claim's token: a claim that lands after the timeout failed the call
    * (the caller got store_unavailable, or fail-open ran the work without it) is released, for nobody
-   * will complete it and retries would meet its lease until it runs out. While `maxTimedOutCalls` calls
-   * that timed out still wait for their answer, the call is refused without reaching the store, unless
-   * it is `ungated`.
+   * will complete it and retries would meet its lease until it runs out. A `gated` call (a claim) is
+   * refused without reaching the store while `maxTimedOutCalls` calls that timed out still wait for
+   * their answer; the others belong to claims already made, whose number the gate bounds.
    */
   private call<R>(
     operation: string,
     key: string,
     fn: () => Promise<R>,
     claimToken?: string,
-    ungated = false,
+    gated = false,
   ): Promise<R> {
     const { timedOut } = this;
-    if (!ungated && timedOut.count >= timedOut.max) {
+    if (gated && timedOut.count >= timedOut.max) {
       return Promise.reject(
         storeUnavailable(
           this.store.name,
@@ -392,7 +383,7 @@ export class IdempotencyEngine {
       (value) => {
         this.storeDeadlines.remove(call);
         if (!call.succeed(value) && claimToken !== undefined && (value as AcquireResult).acquired)
-          void this.release(key, claimToken, true, true);
+          void this.release(key, claimToken, true);
       },
       (error: unknown) => {
         this.storeDeadlines.remove(call);
