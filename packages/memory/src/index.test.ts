@@ -297,6 +297,18 @@ describe('maxBytes', () => {
     expect((await store.get('d'))?.response?.body.byteLength).toBe(178);
   });
 
+  it('never evicts the record just completed, even with more in-flight records than maxEntries', async () => {
+    const { store } = clocked({ maxEntries: 2, maxBytes: 100 });
+    const claims = ['a', 'b', 'c', 'd'].map((key) => [key, claim()] as const);
+    for (const [key, c] of claims) await store.acquire(key, c);
+    // Four in flight over a bound of two (allowed); each completion then takes the bytes over 100.
+    expect(await store.complete('a', claims[0]![1].token, sized(38), 60 * SECOND)).toBe(true);
+    expect(await store.complete('b', claims[1]![1].token, sized(38), 60 * SECOND)).toBe(true);
+    expect(await store.get('a')).toBeNull();
+    expect((await store.get('b'))?.state).toBe('completed');
+    expect(await store.acquire('b', claim())).toMatchObject({ acquired: false });
+  });
+
   it('never evicts an in-flight record for bytes', async () => {
     const { store } = clocked({ maxBytes: 100 });
     const running = claim();

@@ -281,7 +281,7 @@ class InMemoryStore implements MemoryStore {
     flatten(claim.token);
     flatten(claim.fingerprint);
     this.write(key, entry, next.record!, claim.ttlMs);
-    if (entry === undefined && this.records.size > this.maxEntries) this.evict(now);
+    if (entry === undefined && this.records.size > this.maxEntries) this.evict(now, true);
     return ACQUIRED;
   }
 
@@ -291,7 +291,9 @@ class InMemoryStore implements MemoryStore {
     const next = transition(entry?.record() ?? null, { type: 'complete', token, response, ttlMs }, now);
     if (next.outcome !== 'accepted') return false;
     this.write(key, entry, next.record!, ttlMs);
-    if (this.bytes > this.maxBytes) this.evict(now);
+    // Over the bytes only: this record fits on its own, so it is never the one evicted. (Over
+    // `maxEntries` on in-flight records, the record just completed would be the next to go.)
+    if (this.bytes > this.maxBytes) this.evict(now, false);
     return true;
   }
 
@@ -394,9 +396,12 @@ class InMemoryStore implements MemoryStore {
     return queue;
   }
 
-  /** Back under the bounds if possible: expired records first, then the oldest settled; never in-flight. */
-  private evict(now: number): void {
-    while (this.records.size > this.maxEntries || this.bytes > this.maxBytes) {
+  /**
+   * Back under `maxBytes`, and under `maxEntries` too when `entries`, if possible: expired records first,
+   * then the oldest settled; never in-flight.
+   */
+  private evict(now: number, entries: boolean): void {
+    while ((entries && this.records.size > this.maxEntries) || this.bytes > this.maxBytes) {
       const victim = this.firstExpired(now) ?? this.settled.head?.entry;
       if (victim === undefined) return;
       this.remove(victim);
