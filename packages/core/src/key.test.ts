@@ -103,8 +103,11 @@ describe('parseIdempotencyKey', () => {
     expect(expectRefused(header, 'key_invalid').message).toMatch(reason);
   });
 
-  it('still accepts bare keys with commas, semicolons and quotes in them', () => {
+  it('still accepts keys with commas, semicolons and quotes in them, bare or quoted with escapes', () => {
     for (const key of ['a,b', 'order;1', 'x",y', 'a"b']) expect(parseIdempotencyKey(key)).toBe(key);
+    expect(parseIdempotencyKey('"a\\",b"')).toBe('a",b');
+    expect(parseIdempotencyKey('"a\\";b"')).toBe('a";b');
+    expect(parseIdempotencyKey('"x\\",\\"y"')).toBe('x","y');
   });
 
   it.each([null, undefined])('refuses a missing header (%s) as key_missing', (header) => {

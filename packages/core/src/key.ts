@@ -26,12 +26,19 @@ export function parseIdempotencyKey(header: string | null | undefined, options: 
   // Only HTTP's own whitespace (space, tab) around the value: JavaScript's trim() would also drop
   // NBSP, BOM or U+3000, and accept `abc\u00a0` as the key `abc`.
   const value = trimHttpWhitespace(header);
+  try {
+    return parseValue(value, maxLength);
+  } catch (error) {
+    // Said in other words when the value is not one key but looks like a list or a key with parameters.
+    const shape = listOrParameters(value);
+    throw shape === null ? error : invalid(shape);
+  }
+}
+
+function parseValue(value: string, maxLength: number): string {
   if (value.length === 0) throw invalid('the key is empty');
   // Anything longer than the longest quoted form of a valid key is refused before scanning it.
   if (value.length > maxLength * 2 + 2) throw invalid(`the key is longer than ${maxLength} characters`);
-
-  const shape = listOrParameters(value);
-  if (shape !== null) throw invalid(shape);
 
   let key: string;
   if (value.startsWith('"') || value.endsWith('"')) {
@@ -70,9 +77,9 @@ function unquote(value: string): string {
 }
 
 /**
- * Why a value that is not one key is refused, when it looks like a list (the header sent twice, which
- * servers join with ", "; or a structured-field list) or a quoted key with structured-field parameters;
- * `null` otherwise (its own checks then say what is wrong).
+ * Why a value that is not a valid key is refused, when it looks like a list (the header sent twice,
+ * which servers join with ", "; or a structured-field list) or a quoted key with structured-field
+ * parameters; `null` otherwise (the parse's own reason then stands).
  */
 function listOrParameters(value: string): string | null {
   // A space is never part of a key, so ", " is a list; `",` only after a leading quote (`x",y` is a key).
