@@ -2,6 +2,7 @@ import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
+import { type Claim, type Store, storageKey } from '@idem/core';
 import { slowCompleting } from '@idem/http-test-suite';
 import { memoryStore } from '@idem/memory';
 import Fastify, { type FastifyInstance, type InjectOptions, type onSendHookHandler } from 'fastify';
@@ -177,6 +178,74 @@ describe('responses', () => {
       expect(await replay.json()).toEqual(expected);
     }
     expect(Object.fromEntries(runs)).toEqual({ 'no-return': 1, 'returns-another': 1 });
+  });
+
+  it("lets an answer sent while idem decides go out, and gives the claim back without running the route (decideIn: 'preParsing')", async () => {
+    const decideIn = 'preParsing';
+    // Fastify's handlerTimeout answers 503 while the store is still deciding (a slow claim). Its clock
+    // starts before preParsing, so only `decideIn: 'preParsing'` decides under it.
+    const inner = memoryStore();
+    const store: Store = {
+      name: 'slow-claim',
+      acquire: async (key: string, claim: Claim) => {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        return inner.acquire(key, claim);
+      },
+      complete: (key, token, response, ttl) => inner.complete(key, token, response, ttl),
+      release: (key, token, ttl) => inner.release(key, token, ttl),
+      extend: (key, token, lease) => inner.extend(key, token, lease),
+      get: (key) => inner.get(key),
+      delete: (key) => inner.delete(key),
+    };
+    const app = Fastify({ handlerTimeout: 50 });
+    apps.push(app);
+    let runs = 0;
+    await app.register(idempotency, { store, decideIn });
+    app.post('/orders', async () => ({ run: ++runs }));
+    const origin = await app.listen({ port: 0, host: '127.0.0.1' });
+    const key = newKey();
+    const first = await fetch(`${origin}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': key },
+      body: '{}',
+      signal: AbortSignal.timeout(5_000),
+    });
+    expect(first.status).toBe(503);
+    expect(runs).toBe(0);
+    // The claim was given back: the key is free for a retry at once, not held for a lease.
+    expect((await inner.get(await storageKey(key)))?.state).toBe('failed');
+  });
+
+  it('keeps the status and headers of the response it holds when the handler throws after sending', async () => {
+    const store = slowCompleting(memoryStore(), 50);
+    const { app, runs, count } = await build({ store }, (app) => {
+      app.post('/sent-then-threw', async (_request, reply) => {
+        reply
+          .code(201)
+          .header('x-order', 'o-1')
+          .send({ n: count('sent-then-threw') });
+        throw new Error('after the send');
+      });
+    });
+    const origin = await app.listen({ port: 0, host: '127.0.0.1' });
+    const key = newKey();
+    const send = () =>
+      fetch(`${origin}/sent-then-threw`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': key },
+        body: '{}',
+      });
+    // As plain Fastify answers: the response sent, not the error thrown after it.
+    const first = await send();
+    expect(first.status).toBe(201);
+    expect(first.headers.get('x-order')).toBe('o-1');
+    expect(first.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(await first.json()).toEqual({ n: 1 });
+    const replay = await send();
+    expect(replay.status).toBe(201);
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect(await replay.json()).toEqual({ n: 1 });
+    expect(runs.get('sent-then-threw')).toBe(1);
   });
 
   it('passes a stream payload through untouched and answers 410 (streaming) to a retry', async () => {

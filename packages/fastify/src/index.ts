@@ -17,7 +17,7 @@ import type {
   preParsingHookHandler,
 } from 'fastify';
 import fp from 'fastify-plugin';
-import { captureReply, headerPairs, sendResponse } from './reply-payload.js';
+import { captureReply, headerPairs, restoreHead, sendResponse } from './reply-payload.js';
 import { bufferRequestBody } from './request-body.js';
 
 export {
@@ -104,6 +104,9 @@ class Exchange {
   reject: (error: unknown) => void = noop;
   /** idem's onSend holds a response (until the record is completed): Fastify has not written it yet. */
   holding = false;
+  /** The route's response as onSend first saw it, and whether a second send came while it was held. */
+  captured: CapturedResponse | undefined = undefined;
+  sentTwice = false;
   /** onSend continuations waiting for the layer to be done with the record. */
   private waiting: Array<() => void> | undefined;
 
@@ -218,6 +221,12 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
       exchange.layer = 'busy';
       layer
         .handle(new FastifyHttpRequest(request, exchange.body), (context) => {
+          // Answered while idem decided (Fastify's handlerTimeout, a timer of another plugin): that answer
+          // goes out once the claim is given back, and the route does not run.
+          if (exchange.holding) {
+            exchange.phase = 'answered';
+            return Promise.reject(new Error('@idem/fastify: the request was answered before its route ran'));
+          }
           const response = exchange.run();
           request.idempotency = context;
           proceed();
@@ -285,17 +294,21 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify, op
           reply.log.warn(
             `@idem/fastify: a second response to ${request.method} ${request.url} was dropped: the reply was already sent (return reply after reply.send in an async handler)`,
           );
+        // Its way here (an error thrown after the send) may have set another status and headers.
+        exchange.sentTwice = true;
         return;
       }
       if (exchange.phase === 'running') {
         exchange.phase = 'settled';
-        exchange.resolve(captureReply(reply, payload, layer.maxResponseBytes));
+        exchange.captured = captureReply(reply, payload, layer.maxResponseBytes);
+        exchange.resolve(exchange.captured);
       }
       // Hold the response until the record is completed, so that a client who got it and retries is
       // replayed, never told "in flight".
       exchange.holding = true;
       exchange.whenDone(() => {
         exchange.holding = false;
+        if (exchange.sentTwice && exchange.captured) restoreHead(reply, exchange.captured);
         done(null, payload);
       });
     };

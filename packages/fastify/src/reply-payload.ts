@@ -38,14 +38,25 @@ export function captureReply(reply: FastifyReply, payload: unknown, maxBytes: nu
   return { ...head, body: null, omitted: 'streaming' };
 }
 
-/** Send idem's own answer (a replay or a problem) through Fastify, so that its onSend hooks see it. */
-export function sendResponse(reply: FastifyReply, response: HttpResponse): void {
+/** Put back the status and headers a route's response had when it was captured (`head`). */
+export function restoreHead(reply: FastifyReply, head: CapturedResponse): void {
+  for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
+  reply.code(head.status).headers(headerRecord(head.headers));
+}
+
+/** Header pairs as Fastify's `reply.headers()` takes them: a repeated name's values in one array. */
+function headerRecord(pairs: ReadonlyArray<readonly [string, string]>): Record<string, string | string[]> {
   const headers: Record<string, string | string[]> = {};
-  for (const [name, value] of response.headers) {
+  for (const [name, value] of pairs) {
     const previous = headers[name];
     headers[name] = previous === undefined ? value : [previous, value].flat();
   }
+  return headers;
+}
+
+/** Send idem's own answer (a replay or a problem) through Fastify, so that its onSend hooks see it. */
+export function sendResponse(reply: FastifyReply, response: HttpResponse): void {
   const { body } = response;
-  reply.code(response.status).headers(headers);
+  reply.code(response.status).headers(headerRecord(response.headers));
   reply.send(body.length === 0 ? undefined : Buffer.from(body.buffer, body.byteOffset, body.byteLength));
 }
