@@ -121,8 +121,11 @@ export function encryptedStore(store: Store, options: EncryptedStoreOptions): St
 
   async function open(key: string, response: StoredResponse): Promise<StoredResponse> {
     // A store that could not keep the sealed response (too large for it) keeps the record without its
-    // body, and perhaps without the marker: there is nothing to open, and the caller is told it was not kept.
-    if (response.omitted !== undefined && response.body.length === 0) {
+    // body, and perhaps without the marker: there is nothing to open, and the caller is told it was not
+    // kept. (Unauthenticated, like a deletion: whoever can write the store can make any record look so.)
+    const headers = response.headers;
+    const markerOnly = headers.length === 0 || (headers.length === 1 && headers[0]![0] === ENCRYPTION_MARKER);
+    if (response.omitted !== undefined && response.body.length === 0 && markerOnly) {
       return { status: response.status, headers: [], body: response.body, omitted: response.omitted };
     }
     const markers = response.headers.filter(([name]) => name === ENCRYPTION_MARKER);
