@@ -123,8 +123,8 @@ export function encryptedStore(store: Store, options: EncryptedStoreOptions): St
     // A store that could not keep the sealed response (too large for it) keeps the record without its
     // body, and perhaps without the marker: there is nothing to open, and the caller is told it was not
     // kept. (Unauthenticated, like a deletion: whoever can write the store can make any record look so.)
-    const headers = response.headers;
-    const markerOnly = headers.length === 0 || (headers.length === 1 && headers[0]![0] === ENCRYPTION_MARKER);
+    const stored = response.headers;
+    const markerOnly = stored.length === 0 || (stored.length === 1 && stored[0]![0] === ENCRYPTION_MARKER);
     if (response.omitted !== undefined && response.body.length === 0 && markerOnly) {
       return { status: response.status, headers: [], body: response.body, omitted: response.omitted };
     }
