@@ -103,6 +103,16 @@ describe('encryptedStore', () => {
         record: { response: expected },
       });
     }
+    // With any header but the marker it is no such record: still corrupt.
+    const inner = memoryStore();
+    const key = freshKey();
+    await plant(inner, key, {
+      status: 201,
+      headers: [['content-type', 'text/plain']],
+      body: new Uint8Array(0),
+      omitted: 'too_large',
+    });
+    await corruptionOf(encryptedStore(inner, { keys: [keyA] }).get(key));
   });
 
   it('encrypts distinct ciphertexts for the same response', async () => {
