@@ -169,7 +169,7 @@ export class IdempotencyEngine {
       };
       let acquired: Awaited<ReturnType<Store['acquire']>>;
       try {
-        acquired = await this.call('acquire', key, () => this.store.acquire(key, claim), claim.token, true);
+        acquired = await this.call('acquire', key, () => this.store.acquire(key, claim), claim.token);
       } catch (error) {
         if (isIdempotencyError(error, 'record_corrupt')) {
           this.emit({ type: 'record_corrupt', key, operation: 'acquire', error });
@@ -345,19 +345,13 @@ export class IdempotencyEngine {
    * A store call bounded by the store timeout; backend failures become `store_unavailable`. For an
    * acquire, `claimToken` is the claim's token: a claim that lands after the timeout failed the call
    * (the caller got store_unavailable, or fail-open ran the work without it) is released, for nobody
-   * will complete it and retries would meet its lease until it runs out. A `gated` call (a claim) is
-   * refused without reaching the store while `maxTimedOutCalls` calls that timed out still wait for
-   * their answer; the others belong to claims already made, whose number the gate bounds.
+   * will complete it and retries would meet its lease until it runs out. A claim is refused without
+   * reaching the store while `maxTimedOutCalls` calls that timed out still wait for their answer; the
+   * other calls belong to claims already made, whose number that bounds.
    */
-  private call<R>(
-    operation: string,
-    key: string,
-    fn: () => Promise<R>,
-    claimToken?: string,
-    gated = false,
-  ): Promise<R> {
+  private call<R>(operation: string, key: string, fn: () => Promise<R>, claimToken?: string): Promise<R> {
     const { timedOut } = this;
-    if (gated && timedOut.count >= timedOut.max) {
+    if (claimToken !== undefined && timedOut.count >= timedOut.max) {
       return Promise.reject(
         storeUnavailable(
           this.store.name,

@@ -2,8 +2,8 @@ import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { type Claim, type Store, storageKey } from '@idem/core';
-import { slowCompleting } from '@idem/http-test-suite';
+import { storageKey } from '@idem/core';
+import { slowClaiming, slowCompleting } from '@idem/http-test-suite';
 import { memoryStore } from '@idem/memory';
 import Fastify, { type FastifyInstance, type InjectOptions, type onSendHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
@@ -185,18 +185,7 @@ describe('responses', () => {
     // Fastify's handlerTimeout answers 503 while the store is still deciding (a slow claim). Its clock
     // starts before preParsing, so only `decideIn: 'preParsing'` decides under it.
     const inner = memoryStore();
-    const store: Store = {
-      name: 'slow-claim',
-      acquire: async (key: string, claim: Claim) => {
-        await new Promise((resolve) => setTimeout(resolve, 200));
-        return inner.acquire(key, claim);
-      },
-      complete: (key, token, response, ttl) => inner.complete(key, token, response, ttl),
-      release: (key, token, ttl) => inner.release(key, token, ttl),
-      extend: (key, token, lease) => inner.extend(key, token, lease),
-      get: (key) => inner.get(key),
-      delete: (key) => inner.delete(key),
-    };
+    const store = slowClaiming(inner, 200);
     const app = Fastify({ handlerTimeout: 50 });
     apps.push(app);
     let runs = 0;

@@ -1,5 +1,5 @@
 export { nodeTestServer } from './node-server.js';
-export { slowCompleting } from './slow-store.js';
+export { slowClaiming, slowCompleting } from './slow-store.js';
 export { type HttpBindingTestOptions, type SuiteCases, testHttpBinding } from './suite.js';
 export {
   bigBody,

@@ -5,11 +5,24 @@ import type { Store } from '@idem/core';
  * response is held until its record is completed.
  */
 export function slowCompleting(store: Store, ms: number): Store {
+  return slowed(store, 'complete', ms);
+}
+
+/** `store`, with every `acquire` answered `ms` later: for tests of what happens while idem decides. */
+export function slowClaiming(store: Store, ms: number): Store {
+  return slowed(store, 'acquire', ms);
+}
+
+function slowed(store: Store, operation: 'acquire' | 'complete', ms: number): Store {
+  const later = () => new Promise((resolve) => setTimeout(resolve, ms));
   return {
     name: store.name,
-    acquire: (key, claim) => store.acquire(key, claim),
+    acquire: async (key, claim) => {
+      if (operation === 'acquire') await later();
+      return store.acquire(key, claim);
+    },
     complete: async (key, token, response, ttlMs) => {
-      await new Promise((resolve) => setTimeout(resolve, ms));
+      if (operation === 'complete') await later();
       return store.complete(key, token, response, ttlMs);
     },
     release: (key, token, ttlMs) => store.release(key, token, ttlMs),

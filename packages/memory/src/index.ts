@@ -118,21 +118,19 @@ class Entry implements Link {
       this.bytes = 0;
     } else {
       this.status = response.status;
+      // Sized up front: an array grown by push (or built by flat()) keeps room for 17.
+      const headers = new Array<string>(2 * response.headers.length);
       let headerBytes = 0;
-      for (const [name, value] of response.headers) headerBytes += name.length + value.length;
+      response.headers.forEach(([name, value], i) => {
+        headers[2 * i] = flatten(name);
+        headers[2 * i + 1] = flatten(value);
+        headerBytes += name.length + value.length;
+      });
       // Too large for the bound: kept without its body, and without its headers if they alone are too
       // large, so that the record itself stays (a retry is told; the work does not run again).
       const keepsBody = headerBytes + response.body.byteLength <= maxBytes;
       const keepsHeaders = headerBytes <= maxBytes;
-      if (keepsHeaders) {
-        // Sized up front: an array grown by push (or built by flat()) keeps room for 17.
-        const headers = new Array<string>(2 * response.headers.length);
-        response.headers.forEach(([name, value], i) => {
-          headers[2 * i] = flatten(name);
-          headers[2 * i + 1] = flatten(value);
-        });
-        this.headers = headers;
-      } else this.headers = NO_HEADERS;
+      this.headers = keepsHeaders ? headers : NO_HEADERS;
       this.body = keepsBody ? new Uint8Array(response.body) : NO_BODY;
       this.omitted = keepsBody ? response.omitted : 'too_large';
       this.bytes = (keepsHeaders ? headerBytes : 0) + this.body.byteLength;
